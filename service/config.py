@@ -1,0 +1,72 @@
+"""Service settings: command-line options and ``DIGITS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The trained model shipped with the project (``models/`` beside the packages).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "mnist-improved.onnx"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every option of the service. Environment variables are the names upper-cased, with ``DIGITS_``."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGITS_", env_file=None, extra="ignore")
+
+    # --- Server
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in containers.")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64, description="Worker processes, each with its own model session.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(True, description="Structured JSON-lines logs (false: plain text).")
+
+    # --- Model
+    model_path: Path = Field(DEFAULT_MODEL, description="ONNX model; its metadata is the .json beside it.")
+    verify_sha256: bool = Field(True, description="Refuse to start if the model's sha256 differs from its metadata.")
+    intra_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per worker.")
+    inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads per worker.")
+
+    # --- Dynamic batching of concurrent /predict calls
+    batch_max_size: int = Field(64, ge=1, le=1024, description="Most images in one session.run call.")
+    batch_max_delay_ms: float = Field(
+        0.0, ge=0, le=100, description="How long the batcher waits for more requests to fill a batch."
+    )
+
+    # --- Limits
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body, in bytes.")
+    max_batch_images: int = Field(256, ge=1, description="Most images in one batch request.")
+    max_image_pixels: int = Field(
+        24_000_000, ge=784, description="Largest decoded image (width x height), against decompression bombs."
+    )
+    request_timeout_s: float = Field(30.0, gt=0, description="Longest time one request may take.")
+    shutdown_timeout_s: float = Field(20.0, gt=0, description="Grace period for in-flight requests on SIGTERM.")
+
+    # --- Security
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; empty: no authentication."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins allowed by CORS; empty: CORS off."
+    )
+    max_concurrent_per_client: int = Field(
+        0, ge=0, description="Requests one client address may have in flight; 0: no limit."
+    )
+
+    def model_post_init(self, context: object) -> None:
+        self.api_keys = list(_split_csv(self.api_keys))  # type: ignore[arg-type]
+        self.cors_origins = list(_split_csv(self.cors_origins))  # type: ignore[arg-type]
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.model_path.with_suffix(".json")
