@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(30.0, gt=0, description="Longest time one request may take.")
     shutdown_timeout_s: float = Field(20.0, gt=0, description="Grace period for in-flight requests on SIGTERM.")
+    shutdown_drain_s: float = Field(
+        1.0, ge=0, description="On SIGTERM, how long readiness reports 503 before the listener closes."
+    )
+    access_log: bool = Field(True, description="Log one JSON line per request.")
 
     # --- Security
     api_keys: Annotated[list[str], NoDecode] = Field(

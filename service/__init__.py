@@ -1,0 +1,1 @@
+"""The digit-recognition HTTP service: FastAPI + onnxruntime. It never imports TensorFlow."""

@@ -1,0 +1,317 @@
+"""The application factory: lifespan, middleware, error handlers and the offline docs."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from service import errors, metrics
+from service.config import Settings
+from service.inference import Batcher, Classifier
+from service.routes import STATIC_DIR, Runtime, json_response, router
+
+log = logging.getLogger("service")
+access_log = logging.getLogger("service.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+#: Paths that stay open when API keys are configured: probes, the page, and the docs.
+OPEN_PATHS = ("/health/", "/v2/health/", "/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+PAGE_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"x-frame-options", b"DENY"),
+]
+# Swagger UI and ReDoc start themselves with an inline script and inline styles.
+DOCS_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+     b"script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class ServiceMiddleware:
+    """One pure-ASGI layer for what every request needs, cheaper than a stack of middlewares.
+
+    Request ids, API keys, the per-client concurrency limit, the request timeout, security
+    headers, metrics and the access log.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        settings = runtime.settings
+        self.keys = [key.encode() for key in settings.api_keys]
+        self.per_client = settings.max_concurrent_per_client
+        self.timeout = settings.request_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        status = 500
+        response_started = False
+        extra_headers = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        if path == "/" or path.startswith("/static/"):
+            extra_headers += PAGE_HEADERS
+        elif path.startswith(("/docs", "/redoc")):
+            extra_headers += DOCS_HEADERS
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        client = (scope.get("client") or ("unknown", 0))[0]
+        counted = False
+        try:
+            if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
+                raise errors.Unauthorized(errors.MISSING_API_KEY)
+            if self.per_client:
+                if self.runtime.in_flight.get(client, 0) >= self.per_client:
+                    raise errors.TooManyRequests(
+                        errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1), retry_after=1
+                    )
+                self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
+                counted = True
+            async with asyncio.timeout(self.timeout):
+                await self.app(scope, receive, send_wrapper)
+        except errors.ServiceError as exc:
+            if not response_started:
+                await error_response(exc).__call__(scope, receive, send_wrapper)
+        except TimeoutError:
+            if not response_started:
+                exc = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
+                await error_response(exc).__call__(scope, receive, send_wrapper)
+        finally:
+            if counted:
+                remaining = self.runtime.in_flight[client] - 1
+                if remaining:
+                    self.runtime.in_flight[client] = remaining
+                else:
+                    del self.runtime.in_flight[client]
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            metrics.REQUESTS.labels(route_path, scope["method"], str(status)).inc()
+            metrics.LATENCY.labels(route_path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={"request_id": request_id, "method": scope["method"], "path": path,
+                           "route": route_path, "status": status, "duration_ms": round(elapsed * 1000, 3),
+                           "client": client},
+                )
+
+    def _authorised(self, headers: dict[bytes, bytes]) -> bool:
+        given = headers.get(b"x-api-key")
+        if given is None:
+            auth = headers.get(b"authorization", b"")
+            if auth[:7].lower() == b"bearer ":
+                given = auth[7:].strip()
+        if not given:
+            return False
+        # Compare against every key, in constant time, without stopping at the first match.
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(given, key)
+        return matched
+
+
+def error_response(exc: errors.ServiceError) -> Response:
+    response = json_response({"detail": exc.detail}, exc.status_code)
+    if isinstance(exc, errors.TooManyRequests):
+        response.headers["retry-after"] = str(exc.retry_after)
+    elif exc.status_code == 503:
+        response.headers["retry-after"] = "1"
+    if exc.status_code >= 400 and exc.status_code != 503:
+        metrics.REJECTED.labels(str(exc.status_code)).inc()
+    return response
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body"))
+        problems.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ServiceError)
+    async def service_error(request: Request, exc: errors.ServiceError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"detail": _validation_message(exc)}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        response = json_response({"detail": str(exc.detail)}, exc.status_code)
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Log the details; the client learns nothing about the internals.
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+        return json_response({"detail": "internal error: the request could not be processed"}, 500)
+
+
+def add_docs(app: FastAPI) -> None:
+    """Swagger UI and ReDoc served with their assets from this service: no CDN, no internet."""
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def install_drain_handler(runtime: Runtime) -> None:
+    """On SIGTERM/SIGINT, turn readiness to 503 first, then let uvicorn shut down gracefully.
+
+    uvicorn installs its own handlers before the lifespan starts; this wraps them. Load
+    balancers see the instance leave (readiness 503) while it still answers, and uvicorn then
+    stops accepting connections and waits up to the shutdown timeout for in-flight requests.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            if runtime.draining:
+                previous(signum, frame)
+                return
+            runtime.draining = True
+            log.info("shutdown requested: readiness is now 503, draining for %.1f s",
+                     runtime.settings.shutdown_drain_s)
+            loop.call_soon_threadsafe(loop.call_later, runtime.settings.shutdown_drain_s, previous, signum, frame)
+
+        signal.signal(sig, handler)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the model is loaded by the lifespan, not at import."""
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        classifier = await asyncio.to_thread(
+            Classifier, settings.model_path, intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads, verify_sha256=settings.verify_sha256,
+        )
+        await asyncio.to_thread(classifier.warm_up, settings.batch_max_size)
+        runtime.classifier = classifier
+        runtime.batcher = Batcher(classifier, max_size=settings.batch_max_size,
+                                  max_delay_s=settings.batch_max_delay_ms / 1000, on_batch=metrics.observe_batch)
+        runtime.batcher.start()
+        if threading_is_main():
+            install_drain_handler(runtime)
+        runtime.ready = True
+        log.info("model %s %s ready (sha256 %s…)", classifier.name, classifier.version, classifier.sha256[:12])
+        try:
+            yield
+        finally:
+            runtime.ready = False
+            runtime.batcher.stop()
+
+    app = FastAPI(
+        title="Handwritten digit recognition",
+        version="1.0.0",
+        description=(
+            "Classifies handwritten digits (0–9) with a CNN trained on MNIST, served from ONNX. "
+            "Send real images (canvas drawings, photos, any size, dark or light ink): the service "
+            "turns them into MNIST form first. The drawing page is at [/](/)."
+        ),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_docs(app)
+    add_error_handlers(app)
+    app.add_middleware(ServiceMiddleware, runtime=runtime)
+    # Outermost, so that preflight requests (which carry no API key) are answered.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID",
+                           "Inference-Header-Content-Length"],
+            expose_headers=["X-Request-ID"],
+        )
+    return app
+
+
+def threading_is_main() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(Settings())
