@@ -1,0 +1,413 @@
+// The drawing page: a canvas and a file input that send an image to POST /predict and show
+// the digit, the confidence, all ten probabilities and the 28x28 image the model received.
+// Plain script, no dependencies: the page must work offline and under a strict CSP
+// (no inline scripts or style attributes; CSSOM changes such as el.style.width are allowed).
+(() => {
+  'use strict';
+
+  const PREDICT_URL = '/predict?include_input=true';
+  // Brush width as a fraction of the canvas side: 20 px on a 280 px canvas, close to the
+  // stroke width of MNIST digits once the service scales the drawing down to 20x20.
+  const BRUSH = 20 / 280;
+  const INK = '#000000';
+  const PAPER = '#ffffff';
+
+  const pad = document.getElementById('pad');
+  const ctx = pad.getContext('2d');
+  const clearButton = document.getElementById('clear');
+  const fileInput = document.getElementById('file');
+  const dropzone = document.getElementById('dropzone');
+  const card = document.getElementById('result-card');
+  const statusLine = document.getElementById('status');
+  const errorBox = document.getElementById('error');
+  const result = document.getElementById('result');
+  const digitOut = document.getElementById('digit');
+  const confidenceOut = document.getElementById('confidence');
+  const seen = document.getElementById('seen');
+  const seenCtx = seen.getContext('2d');
+  const uploadFigure = document.getElementById('upload-figure');
+  const uploadPreview = document.getElementById('upload-preview');
+  const uploadName = document.getElementById('upload-name');
+  const barsList = document.getElementById('bars');
+  const meta = document.getElementById('meta');
+
+  const IDLE_STATUS = statusLine.textContent;
+
+  // ---- Drawing --------------------------------------------------------------------------
+  // Strokes are kept in canvas-independent units (0..1) so the drawing survives a resize of
+  // the canvas backing store (rotation, zoom, a change of devicePixelRatio).
+  const strokes = [];
+  let current = null;
+  let activePointer = null;
+
+  function setBrush() {
+    ctx.lineWidth = BRUSH * pad.width;
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    ctx.strokeStyle = INK;
+    ctx.fillStyle = INK;
+  }
+
+  function paintPaper() {
+    ctx.fillStyle = PAPER;
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    setBrush();
+  }
+
+  function dot(p) {
+    ctx.beginPath();
+    ctx.arc(p[0] * pad.width, p[1] * pad.height, ctx.lineWidth / 2, 0, Math.PI * 2);
+    ctx.fill();
+  }
+
+  function segment(a, b) {
+    ctx.beginPath();
+    ctx.moveTo(a[0] * pad.width, a[1] * pad.height);
+    ctx.lineTo(b[0] * pad.width, b[1] * pad.height);
+    ctx.stroke();
+  }
+
+  function redraw() {
+    paintPaper();
+    for (const stroke of strokes) {
+      if (stroke.length === 1) {
+        dot(stroke[0]);
+        continue;
+      }
+      ctx.beginPath();
+      ctx.moveTo(stroke[0][0] * pad.width, stroke[0][1] * pad.height);
+      for (const p of stroke.slice(1)) ctx.lineTo(p[0] * pad.width, p[1] * pad.height);
+      ctx.stroke();
+    }
+  }
+
+  function fitBackingStore() {
+    const side = pad.getBoundingClientRect().width;
+    if (side <= 0) return;
+    // Match device pixels so strokes stay sharp on high-density screens.
+    const size = Math.round(side * (window.devicePixelRatio || 1));
+    if (pad.width !== size || pad.height !== size) {
+      pad.width = size;
+      pad.height = size;
+    }
+    redraw();
+  }
+
+  function pointFrom(event) {
+    const rect = pad.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((event.clientX - rect.left) / rect.width), clamp((event.clientY - rect.top) / rect.height)];
+  }
+
+  pad.addEventListener('pointerdown', (event) => {
+    if (event.pointerType === 'mouse' && event.button !== 0) return;
+    if (activePointer !== null) return; // a second finger does not start another stroke
+    event.preventDefault();
+    pad.focus({ preventScroll: true });
+    pad.setPointerCapture(event.pointerId);
+    activePointer = event.pointerId;
+    current = [pointFrom(event)];
+    strokes.push(current);
+    dot(current[0]);
+  });
+
+  pad.addEventListener('pointermove', (event) => {
+    if (event.pointerId !== activePointer) return;
+    event.preventDefault();
+    // Coalesced events keep fast strokes smooth: the browser may batch several moves per frame.
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const e of events.length ? events : [event]) {
+      const p = pointFrom(e);
+      segment(current[current.length - 1], p);
+      current.push(p);
+    }
+  });
+
+  function endStroke(event) {
+    if (event.pointerId !== activePointer) return;
+    activePointer = null;
+    current = null;
+    predictDrawing();
+  }
+  pad.addEventListener('pointerup', endStroke);
+  pad.addEventListener('pointercancel', endStroke);
+  pad.addEventListener('lostpointercapture', endStroke);
+
+  pad.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' || event.key === 'Delete' || event.key === 'Backspace') {
+      event.preventDefault();
+      clearAll();
+    }
+  });
+
+  clearButton.addEventListener('click', clearAll);
+
+  function clearAll() {
+    strokes.length = 0;
+    current = null;
+    activePointer = null;
+    cancelRequest();
+    redraw();
+    resetResult();
+    statusLine.textContent = 'Cleared. ' + IDLE_STATUS;
+  }
+
+  function predictDrawing() {
+    if (strokes.length === 0) return;
+    pad.toBlob((blob) => {
+      if (!blob) {
+        showError('The drawing could not be read', 'Your browser could not export the canvas. Try uploading an image instead.');
+        return;
+      }
+      predict(blob, { 'Content-Type': 'image/png' }, { kind: 'drawing' });
+    }, 'image/png');
+  }
+
+  // ---- Upload: file input, drag and drop, paste -------------------------------------------
+  function predictFile(file) {
+    if (!file) return;
+    showUploadPreview(file);
+    // Raw bodies need an image Content-Type; anything else (an empty or unknown type) goes as
+    // multipart so the service can sniff the bytes and explain what it cannot read.
+    if (file.type && file.type.startsWith('image/')) {
+      predict(file, { 'Content-Type': file.type }, { kind: 'upload', name: file.name });
+    } else {
+      const form = new FormData();
+      form.append('file', file, file.name || 'image');
+      predict(form, {}, { kind: 'upload', name: file.name });
+    }
+  }
+
+  fileInput.addEventListener('change', () => {
+    predictFile(fileInput.files[0]);
+    fileInput.value = ''; // choosing the same file again still fires "change"
+  });
+
+  // The whole page accepts a drop, so a near miss does not make the browser open the file.
+  let dragDepth = 0;
+  const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes('Files');
+  document.addEventListener('dragenter', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth += 1;
+    dropzone.classList.add('dragging');
+  });
+  document.addEventListener('dragover', (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+  });
+  document.addEventListener('dragleave', () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) dropzone.classList.remove('dragging');
+  });
+  document.addEventListener('drop', (event) => {
+    event.preventDefault();
+    dragDepth = 0;
+    dropzone.classList.remove('dragging');
+    const files = event.dataTransfer?.files;
+    if (files && files.length) predictFile(files[0]);
+  });
+  document.addEventListener('paste', (event) => {
+    const file = Array.from(event.clipboardData?.files || []).find((f) => f.type.startsWith('image/'));
+    if (file) predictFile(file);
+  });
+
+  let previewUrl = null;
+  function showUploadPreview(file) {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(file);
+    uploadPreview.src = previewUrl;
+    uploadName.textContent = file.name ? 'Your image: ' + file.name : 'Your image';
+  }
+
+  // ---- Talking to the service --------------------------------------------------------------
+  let requestId = 0;
+  let controller = null;
+
+  function cancelRequest() {
+    requestId += 1;
+    if (controller) controller.abort();
+    controller = null;
+    card.removeAttribute('aria-busy');
+  }
+
+  async function predict(body, headers, source) {
+    cancelRequest();
+    const id = requestId;
+    controller = new AbortController();
+    card.dataset.state = 'busy';
+    card.setAttribute('aria-busy', 'true');
+    const started = performance.now();
+    let response;
+    let payload = null;
+    try {
+      response = await fetch(PREDICT_URL, {
+        method: 'POST', body, signal: controller.signal, cache: 'no-store',
+        headers: Object.assign({ Accept: 'application/json' }, headers),
+      });
+      payload = await response.json().catch(() => null);
+    } catch (err) {
+      if (id !== requestId) return; // superseded by a newer stroke or upload
+      showError('Could not reach the service', 'Check that the service is running and try again.');
+      return;
+    }
+    if (id !== requestId) return;
+    controller = null;
+    card.removeAttribute('aria-busy');
+    if (!response.ok) {
+      const { title, text } = describeError(response.status, payload, source);
+      showError(title, text);
+      return;
+    }
+    if (!isPrediction(payload)) {
+      showError('Unexpected answer', 'The service answered with something that is not a prediction.');
+      return;
+    }
+    showPrediction(payload, source, performance.now() - started);
+  }
+
+  function isPrediction(p) {
+    return p && Number.isInteger(p.digit) && Array.isArray(p.probabilities) && p.probabilities.length === 10;
+  }
+
+  const TITLES = {
+    400: 'The request was not accepted',
+    401: 'This service needs an API key',
+    403: 'This service needs an API key',
+    413: 'That image is too large',
+    415: 'That file type is not supported',
+    422: 'That image could not be read',
+    429: 'Too many requests at once',
+    503: 'The service is not ready',
+    504: 'The service took too long',
+  };
+  const FALLBACKS = {
+    401: 'The page cannot send one. Use the API with your key, or run the service without DIGITS_API_KEYS.',
+    413: 'Scale it down: a digit needs no more than a few hundred pixels a side.',
+    415: 'Choose a PNG, JPEG, WebP, BMP, GIF or TIFF image.',
+    429: 'Wait a moment and try again.',
+    503: 'Wait a few seconds and try again.',
+  };
+
+  function sentence(text) {
+    const t = text.trim();
+    if (!t) return t;
+    return t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.');
+  }
+
+  function describeError(status, payload, source) {
+    const detail = payload && typeof payload.detail === 'string' ? payload.detail : '';
+    if (status === 422 && /^no digit found/i.test(detail)) {
+      return {
+        title: 'No digit found',
+        text: source.kind === 'drawing'
+          ? 'Draw a single digit, large and dark enough to fill most of the square.'
+          : sentence(detail.replace(/^no digit found:?\s*/i, '')) || 'The image looks blank.',
+      };
+    }
+    const title = TITLES[status] || (status >= 500 ? 'The service had a problem' : 'Something went wrong');
+    const text = detail ? sentence(detail) : FALLBACKS[status] || `The service answered with status ${status}. Try again.`;
+    return { title, text };
+  }
+
+  // ---- Showing results ---------------------------------------------------------------------
+  const bars = [];
+  for (let d = 0; d < 10; d += 1) {
+    const li = document.createElement('li');
+    li.className = 'bar';
+    const label = document.createElement('span');
+    label.className = 'bar-label';
+    label.textContent = String(d);
+    const track = document.createElement('span');
+    track.className = 'bar-track';
+    const fill = document.createElement('span');
+    fill.className = 'bar-fill';
+    track.appendChild(fill);
+    const value = document.createElement('span');
+    value.className = 'bar-value';
+    li.append(label, track, value);
+    barsList.appendChild(li);
+    bars.push({ li, fill, value });
+  }
+
+  function percent(p) {
+    if (p > 0 && p < 0.001) return '<0.1%';
+    // Round down so a confident answer reads 99.9%, never a certain-looking 100.0%.
+    const tenths = p >= 1 ? 1000 : Math.floor(p * 1000);
+    return (tenths / 10).toFixed(1) + '%';
+  }
+
+  function showPrediction(p, source, elapsedMs) {
+    errorBox.textContent = '';
+    card.dataset.state = 'done';
+    result.hidden = false;
+    digitOut.textContent = String(p.digit);
+    confidenceOut.textContent = percent(p.confidence);
+    p.probabilities.forEach((prob, d) => {
+      const bar = bars[d];
+      // CSSOM property writes are allowed by the CSP; style="" attributes are not.
+      bar.fill.style.width = (Math.max(0, Math.min(1, prob)) * 100).toFixed(2) + '%';
+      bar.value.textContent = percent(prob);
+      bar.li.classList.toggle('top', d === p.digit);
+    });
+    drawSeen(p.input);
+    uploadFigure.hidden = source.kind !== 'upload';
+    const parts = [];
+    if (p.model_version) parts.push('Model ' + p.model_version);
+    parts.push(Math.round(elapsedMs) + ' ms');
+    meta.textContent = parts.join(' · ');
+    const what = source.kind === 'upload' ? 'the image' : 'your drawing';
+    statusLine.textContent = `The model reads ${what} as ${p.digit}, with ${percent(p.confidence)} confidence.`;
+  }
+
+  function drawSeen(input) {
+    seenCtx.clearRect(0, 0, seen.width, seen.height);
+    if (!Array.isArray(input) || input.length !== 28) {
+      seen.dataset.drawn = 'false';
+      return;
+    }
+    const image = seenCtx.createImageData(28, 28);
+    for (let r = 0; r < 28; r += 1) {
+      for (let c = 0; c < 28; c += 1) {
+        // The model's input is white ink on black, from 0 to 1.
+        const v = Math.round(Math.max(0, Math.min(1, Number(input[r][c]) || 0)) * 255);
+        const i = (r * 28 + c) * 4;
+        image.data[i] = v;
+        image.data[i + 1] = v;
+        image.data[i + 2] = v;
+        image.data[i + 3] = 255;
+      }
+    }
+    seenCtx.putImageData(image, 0, 0);
+    seen.dataset.drawn = 'true';
+  }
+
+  function showError(title, text) {
+    card.dataset.state = 'error';
+    card.removeAttribute('aria-busy');
+    result.hidden = true;
+    errorBox.textContent = '';
+    const strong = document.createElement('strong');
+    strong.textContent = title;
+    const p = document.createElement('span');
+    p.textContent = ' ' + text;
+    errorBox.append(strong, p);
+    statusLine.textContent = '';
+  }
+
+  function resetResult() {
+    card.dataset.state = 'idle';
+    result.hidden = true;
+    errorBox.textContent = '';
+    uploadFigure.hidden = true;
+  }
+
+  // ---- Start -------------------------------------------------------------------------------
+  if ('ResizeObserver' in window) {
+    new ResizeObserver(fitBackingStore).observe(pad);
+  } else {
+    window.addEventListener('resize', fitBackingStore);
+  }
+  fitBackingStore();
+})();
