@@ -95,6 +95,17 @@ def _images(datas: list[bytes], max_pixels: int) -> Prepare:
     return prepare
 
 
+def _pixels(value: object, batch: bool) -> Prepare:
+    def prepare() -> np.ndarray:
+        images = preprocess.pixels_to_input(value, batch=batch)
+        blank = np.flatnonzero(images.reshape(len(images), -1).max(axis=1) == 0)
+        if len(blank):
+            raise errors.InvalidInput(f"image {blank[0]}: {errors.NO_DIGIT}" if batch else errors.NO_DIGIT)
+        return images
+
+    return prepare
+
+
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
         raise errors.PayloadTooLarge(errors.TOO_MANY_IMAGES.format(count=count, limit=limit))
@@ -134,8 +145,7 @@ async def single_work(request: Request, settings: Settings) -> Prepare:
         form = parsing.one_of(body, ("image", "pixels"))
         if form == "image":
             return _image(parsing.decode_base64(body["image"], "'image'"), settings.max_image_pixels)
-        pixels = body["pixels"]
-        return lambda: preprocess.pixels_to_input(pixels, batch=False)
+        return _pixels(body["pixels"], batch=False)
     raise _unsupported(kind, "file", json_forms)
 
 
@@ -167,7 +177,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         if form == "images":
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
             return _images(datas, settings.max_image_pixels)
-        return lambda: preprocess.pixels_to_input(value, batch=True)
+        return _pixels(value, batch=True)
     raise _unsupported(kind, "files", json_forms)
 
 

@@ -1,0 +1,68 @@
+"""End to end on a few hundred images: train one epoch, export, pass the parity gate, write artefacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from tests.conftest import DATA  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.data import Mnist, Split  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist() -> Mnist:
+    with np.load(DATA / "mnist_sample.npz") as data:
+        images, labels = data["images"], data["labels"]
+    return Mnist(
+        train=Split(images[:150], labels[:150]),
+        validation=Split(images[150:175], labels[150:175]),
+        test=Split(images[175:], labels[175:]),
+    )
+
+
+@pytest.mark.parametrize("architecture", ["baseline", "improved"])
+def test_one_epoch_exports_a_verified_model(tmp_path: Path, tiny_mnist: Mnist, architecture: str) -> None:
+    import onnxruntime as ort
+
+    from training.export import INPUT_NAME, OUTPUT_NAME
+    from training.train import train
+
+    config = TrainConfig(model=architecture, epochs=1, batch_size=32, output_dir=str(tmp_path),
+                         parity_images=25, extra={"quiet": True})
+    metadata = train(config, data=tiny_mnist)
+
+    onnx_path = tmp_path / f"mnist-{architecture}.onnx"
+    written = json.loads((tmp_path / f"mnist-{architecture}.json").read_text())
+    assert written["sha256"] == metadata["sha256"]
+    assert written["parity"]["max_abs_diff"] <= 1e-4 and written["parity"]["argmax_mismatches"] == 0
+    assert set(written["metrics"]["test"]["per_class"]) == {str(d) for d in range(10)}
+    for report in ("curves", "confusion", "misclassified"):
+        assert (tmp_path / f"mnist-{architecture}-{report}.png").stat().st_size > 1000
+    assert (tmp_path / "MODEL_CARD.md").read_text().count(f"mnist-{architecture}") >= 1
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
+    assert (model_input.name, model_input.shape) == (INPUT_NAME, ["N", 28, 28, 1])
+    assert (model_output.name, model_output.shape) == (OUTPUT_NAME, ["N", 10])
+    out = session.run(None, {INPUT_NAME: np.zeros((5, 28, 28, 1), np.float32)})[0]
+    assert out.shape == (5, 10)
+
+
+def test_parity_gate_refuses_a_model_that_disagrees(tmp_path: Path) -> None:
+    from training.export import ParityError, check_parity, export_onnx
+    from training.model import build_model
+
+    model = build_model("baseline")
+    onnx_bytes = export_onnx(model, opset=17)
+    images = np.random.default_rng(0).random((20, 28, 28, 1), dtype=np.float32)
+    check_parity(model, onnx_bytes, images, tolerance=1e-4)
+    # Change the Keras weights after export: the ONNX file no longer matches.
+    model.layers[-1].set_weights([w * 3 for w in model.layers[-1].get_weights()])
+    with pytest.raises(ParityError, match="Nothing was written"):
+        check_parity(model, onnx_bytes, images, tolerance=1e-4)
