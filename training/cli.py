@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate an ONNX model on the MNIST test set")
     evaluate.add_argument("model", help="path of the .onnx file")
     evaluate.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
+    quantize = commands.add_parser(
+        "quantize", help="write an int8 copy of an ONNX model (static quantization, calibrated on training images)"
+    )
+    quantize.add_argument("model", help="path of the fp32 .onnx file (its .json metadata beside it)")
+    quantize.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
+    quantize.add_argument("--calibration-images", type=int, default=2000)
     return parser
 
 
@@ -64,10 +70,22 @@ def main(argv: list[str] | None = None) -> int:
             config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
             metadata = train(config)
             print(f"test accuracy {metadata['metrics']['test']['accuracy']:.4%}, wrote {config.output_dir}/{metadata['file']}")
-        else:
+        elif args.command == "evaluate":
             from training.evaluate import evaluate_onnx
 
             print(evaluate_onnx(args.model, args.data_dir).table())
+        else:
+            from pathlib import Path
+
+            from training.quantize import quantize
+
+            meta = quantize(Path(args.model), args.data_dir, args.calibration_images)
+            q = meta["quantization"]
+            print(f"int8 test accuracy {meta['metrics']['test']['accuracy']:.4%} "
+                  f"({q['accuracy_change_points']:+.2f} points); wrote {meta['file']}")
+            for batch, row in q["timing_one_thread"].items():
+                print(f"{batch}: fp32 {row['fp32_ms_per_image']:.4f} ms/image, int8 {row['int8_ms_per_image']:.4f}"
+                      f" ms/image, speed-up {row['int8_speedup']:.2f}x")
     except MnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
