@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import http.client
 import io
 import json
@@ -102,6 +103,8 @@ def _on_signal(signum: int, _frame: object) -> None:
 def install_cleanup() -> None:
     """Stop every process started here when the script exits, is interrupted or is terminated."""
     atexit.register(_stop_all)
+    # A shell that starts us in the background makes us ignore SIGINT: take Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
 
@@ -163,6 +166,7 @@ class ProcessMemory:
     command: str
     peak_rss_mb: float  # VmHWM: the largest resident set the process has had
     rss_mb: float
+    role: str = "main"  # "main" (the process started), "worker" (a uvicorn worker) or "helper"
 
 
 def process_memory(pid: int) -> ProcessMemory | None:
@@ -205,17 +209,14 @@ class Server:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with code {self.process.returncode} before it was ready"
-                    f"{self._log_tail()}"
+                    f"{self.name} exited with code {self.process.returncode} before it was ready{self._log_tail()}"
                 )
             status = http_status(self.port, self.ready_path)
             if status == 200:
                 break
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(
-                    f"{self.name} was not ready after {ready_timeout_s:.0f} s{self._log_tail()}"
-                )
+                raise RuntimeError(f"{self.name} was not ready after {ready_timeout_s:.0f} s{self._log_tail()}")
             time.sleep(0.1)
         self.startup_s = time.monotonic() - started
         return self
@@ -225,9 +226,21 @@ class Server:
             terminate(self.process)
 
     def memory(self) -> list[ProcessMemory]:
-        """Memory of the server process and of every process below it (uvicorn workers)."""
+        """Memory of the server process and of every process below it, each with its role."""
         assert self.process is not None
-        return [m for pid in descendants(self.process.pid) if (m := process_memory(pid)) is not None]
+        found = []
+        for pid in descendants(self.process.pid):
+            memory = process_memory(pid)
+            if memory is None:
+                continue
+            if pid == self.process.pid:
+                role = "main"
+            elif "multiprocessing.spawn" in memory.command or "multiprocessing.forkserver" in memory.command:
+                role = "worker"  # uvicorn --workers N: spawned processes that each serve requests
+            else:
+                role = "helper"  # multiprocessing's resource tracker and the like
+            found.append(dataclasses.replace(memory, role=role))
+        return found
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"
@@ -306,14 +319,12 @@ def parse_hey(summary: str) -> HeyResult:
         return float(match.group(1)) if match else float("nan")
 
     statuses = {
-        int(code): int(count)
-        for code, count in re.findall(r"^\s*\[(\d{3})\]\s+(\d+) responses", summary, re.MULTILINE)
+        int(code): int(count) for code, count in re.findall(r"^\s*\[(\d{3})\]\s+(\d+) responses", summary, re.MULTILINE)
     }
     errors = 0
     if "Error distribution:" in summary:
         errors = sum(
-            int(n)
-            for n in re.findall(r"^\s*\[(\d+)\]\s", summary.split("Error distribution:", 1)[1], re.MULTILINE)
+            int(n) for n in re.findall(r"^\s*\[(\d+)\]\s", summary.split("Error distribution:", 1)[1], re.MULTILINE)
         )
     ok = statuses.get(200, 0)
     total_s = number(r"Total:\s+([\d.]+) secs")

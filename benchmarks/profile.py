@@ -203,9 +203,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=ROOT / "docs" / "benchmarks.md",
         help="Markdown file whose 'profile' section gets the summary; '-' for none",
     )
-    parser.add_argument(
-        "--mnist-dir", help="MNIST IDX files (default: $MNIST_DATA_DIR or ../shared/datasets/mnist)"
-    )
+    parser.add_argument("--mnist-dir", help="MNIST IDX files (default: $MNIST_DATA_DIR or ../shared/datasets/mnist)")
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     args = parser.parse_args(argv)
     args.service_env = parse_env(args.service_env)
@@ -238,9 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert server.process is not None
         print(f"{args.server} ready on port {port}; loading it for {load_s:.0f} s", file=sys.stderr)
         hey = spawn(
-            hey_command(
-                server.url("/predict"), body, duration_s=load_s, concurrency=args.concurrency, cpus=1
-            ),
+            hey_command(server.url("/predict"), body, duration_s=load_s, concurrency=args.concurrency, cpus=1),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -260,8 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Profiled {started:%Y-%m-%d %H:%M} UTC on {machine()}, load average before: {load_before}; "
         f"commit `{git_commit()}`.",
         "",
-        f"- Command: `{command}` ({spy_version}, "
-        f"`record --subprocesses --rate {args.rate}`, idle threads not counted)",
+        f"- Command: `{command}` ({spy_version}, `record --subprocesses --rate {args.rate}`, idle threads not counted)",
         f"- Server: `{args.server}`{' with ' + ' '.join(f'{k}={v}' for k, v in env.items()) if env else ''}; "
         f"load: hey, {args.concurrency} connections on `POST /predict` with one MNIST PNG: "
         f"{load.rps:,.0f} req/s while sampled (py-spy slows it), {load.failures} errors.",

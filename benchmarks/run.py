@@ -80,6 +80,7 @@ class Target:
     name: str
     kind: str  # "service", OBVIOUS or FLOOR
     env: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # what sets this variant apart, for its label
 
     def argv(self, port: int) -> list[str]:
         if self.kind == "service":
@@ -89,10 +90,16 @@ class Target:
         return [sys.executable, "-m", "uvicorn", f"benchmarks.{self.kind}:app", "--port", str(port)]
 
     @property
+    def model(self) -> Path:
+        """The model this server loads (the service resolves a relative path from the repository root)."""
+        path = Path(self.env.get("DIGITS_MODEL_PATH") or self.env.get("BENCH_MODEL_PATH") or default_model_path())
+        return path if path.is_absolute() else ROOT / path
+
+    @property
     def label(self) -> str:
         if self.kind != "service":
             return self.name
-        settings = " ".join(f"{k}={v}" for k, v in self.env.items())
+        settings = " ".join(f"{k}={v}" for k, v in self.settings.items())
         return f"service `{self.name}`" + (f" ({settings})" if settings else "")
 
 
@@ -112,7 +119,13 @@ class Run:
 
     @property
     def peak_rss_mb(self) -> float:
-        return max((m.peak_rss_mb for m in self.memory), default=float("nan"))
+        """Peak RSS of the largest process that serves requests: a worker, or the main process if none."""
+        serving = [m for m in self.memory if m.role == "worker"] or [m for m in self.memory if m.role == "main"]
+        return max((m.peak_rss_mb for m in serving), default=float("nan"))
+
+    @property
+    def workers(self) -> int:
+        return sum(1 for m in self.memory if m.role == "worker") or 1
 
     @property
     def rss_sum_mb(self) -> float:
@@ -265,9 +278,7 @@ def run_target(
         )
         url = server.url("/predict")
         if args.warmup > 0:
-            run_hey(
-                url, files["single"], duration_s=args.warmup, concurrency=args.concurrency, cpus=args.hey_cpus
-            )
+            run_hey(url, files["single"], duration_s=args.warmup, concurrency=args.concurrency, cpus=args.hey_cpus)
         run.predict, text = run_hey(
             url, files["single"], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
         )
@@ -369,8 +380,12 @@ class Summary:
         return max((r.rss_sum_mb for r in self.ok_runs if r.memory), default=float("nan"))
 
     @property
-    def processes(self) -> int:
-        return max((len(r.memory) for r in self.ok_runs), default=0)
+    def processes(self) -> str:
+        """Serving processes / all processes: "2 / 4" is two workers, uvicorn's supervisor and a helper."""
+        if not any(r.memory for r in self.ok_runs):
+            return "n/a"
+        workers = max(r.workers for r in self.ok_runs if r.memory)
+        return f"{workers} / {max(len(r.memory) for r in self.ok_runs)}"
 
     @property
     def startup(self) -> float:
@@ -385,9 +400,7 @@ class Summary:
         return max((r.batch_images_per_s for r in self.ok_runs if r.batch), default=float("nan"))
 
 
-def targets_table(
-    service: Summary, obvious: Summary | None, inprocess: float
-) -> list[tuple[str, str, bool | None]]:
+def targets_table(service: Summary, obvious: Summary | None, inprocess: float) -> list[tuple[str, str, bool | None]]:
     """(target, measured, passed) for one configuration of the service; None: could not be measured."""
 
     def check(value: float, ok: bool) -> bool | None:
@@ -428,7 +441,7 @@ def targets_table(
         )
     rows.append(
         (
-            f"peak RSS ≤ {TARGET_RSS_MB:g} MB per worker process",
+            f"peak RSS ≤ {TARGET_RSS_MB:g} MB per worker process (largest, all rounds)",
             f"{fmt(service.peak_rss)} MB",
             check(service.peak_rss, service.peak_rss <= TARGET_RSS_MB),
         )
@@ -443,7 +456,7 @@ def verdict(passed: bool | None) -> str:
 def render(
     args: argparse.Namespace,
     summaries: list[Summary],
-    inprocess: list[float],
+    inprocess: dict[Path, list[float]],
     inprocess_info: str,
     started: dt.datetime,
     elapsed_s: float,
@@ -453,7 +466,7 @@ def render(
     by_name = {s.target.name: s for s in summaries}
     obvious, floor = by_name.get(OBVIOUS), by_name.get(FLOOR)
     services = [s for s in summaries if s.target.kind == "service"]
-    inprocess_median = median(inprocess)
+    limit = {model: median(values) for model, values in inprocess.items()}
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC in {elapsed_s / 60:.0f} min on {machine()}; "
         f"load average before the run: {load_before}.",
@@ -467,11 +480,15 @@ def render(
         f"- Batch: {args.batch_size} different MNIST test PNGs per `POST /predict/batch` (field `files`), "
         f"{args.batch_concurrency} connections, {args.batch_duration:g} s per round.",
         f"- Python {platform.python_version()}; {inprocess_info}.",
+        "- Every configuration of the service: "
+        + (" ".join(f"`{k}={v}`" for k, v in args.service_env.items()) or "the defaults")
+        + " unless its name says otherwise; obvious loads "
+        + f"`{display_path(obvious.target.model) if obvious else 'n/a'}`.",
         "",
         "### `POST /predict`, one image (medians over rounds)",
         "",
         "| server | req/s | p50 ms | p99 ms | worst p99 ms | errors | vs obvious | vs floor "
-        "| peak RSS / process MB | RSS sum MB | processes | ready in s |",
+        "| peak RSS per worker MB | RSS sum MB | workers / processes | ready in s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
@@ -486,32 +503,38 @@ def render(
             "",
             f"### `POST /predict/batch`, {args.batch_size} images per request",
             "",
-            "| server | images/s (median) | images/s (best round) | vs in-process limit (median) |",
+            "| server | images/s (median) | images/s (best) | vs in-process limit (median) |",
             "|---|---:|---:|---:|",
-            "| in-process limit: decode + one `session.run`, one thread, no HTTP "
-            f"| {fmt(inprocess_median, 0)} "
-            f"| {fmt(max(inprocess, default=float('nan')), 0)} | 1.00× |",
         ]
+        for model, values in inprocess.items():
+            lines.append(
+                f"| in-process limit of `{display_path(model)}`: decode + one `session.run`, no HTTP "
+                f"| {fmt(limit[model], 0)} | {fmt(max(values, default=float('nan')), 0)} | 1.00× |"
+            )
         for s in services:
             lines.append(
                 f"| {s.target.label} | {fmt(s.batch_median, 0)} | {fmt(s.batch_best, 0)} "
-                f"| {ratio(s.batch_median, inprocess_median)} |"
+                f"| {ratio(s.batch_median, limit.get(s.target.model, float('nan')))} |"
             )
-    lines += ["", "### Targets", ""]
+    if services:
+        lines += ["", "### Targets", ""]
     for s in services:
         lines += [f"{s.target.label}:", "", "| target | measured | result |", "|---|---:|---|"]
-        lines += [f"| {t} | {m} | {verdict(p)} |" for t, m, p in targets_table(s, obvious, inprocess_median)]
+        lines += [
+            f"| {t} | {m} | {verdict(p)} |"
+            for t, m, p in targets_table(s, obvious, limit.get(s.target.model, float("nan")))
+        ]
         lines.append("")
     lines += [
         "<details><summary>Every run</summary>",
         "",
         "| round | server | req/s | p50 ms | p99 ms | 200s | non-200 | conn. errors | batch images/s "
-        "| peak RSS MB (per process) | check | error |",
+        "| peak RSS MB per process | check | error |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for run in sorted((r for s in summaries for r in s.runs), key=lambda r: (r.round, r.target)):
         p = run.predict
-        rss = ", ".join(f"{m.peak_rss_mb:.0f}" for m in run.memory)
+        rss = ", ".join(f"{m.role} {m.peak_rss_mb:.0f}" for m in run.memory)
         lines.append(
             f"| {run.round} | {run.target} | {fmt(p.rps) if p else ''} | {fmt(p.p50_ms, 2) if p else ''} "
             f"| {fmt(p.p99_ms, 2) if p else ''} | {p.ok if p else ''} | {p.non_200 if p else ''} "
@@ -520,7 +543,11 @@ def render(
         )
     lines += [
         "",
-        "In-process limit, images/s per repetition: " + ", ".join(f"{v:.0f}" for v in inprocess),
+        *(
+            f"In-process limit of `{display_path(model)}`, images/s per repetition: "
+            + ", ".join(f"{v:.0f}" for v in values)
+            for model, values in inprocess.items()
+        ),
         "",
         "</details>",
     ]
@@ -571,14 +598,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=["service", OBVIOUS, FLOOR],
         help="which servers to run",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=256, help="images per /predict/batch request; 0: skip"
-    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per /predict/batch request; 0: skip")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="hey connections for /predict/batch")
     parser.add_argument("--batch-duration", type=float, help="seconds of batch load (default: --duration)")
-    parser.add_argument(
-        "--inprocess-reps", type=int, default=5, help="in-process limit repetitions per round"
-    )
+    parser.add_argument("--inprocess-reps", type=int, default=5, help="in-process limit repetitions per round")
     parser.add_argument(
         "--inprocess-threads",
         type=int,
@@ -594,19 +617,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--obvious-model",
         type=Path,
-        help="model of the obvious server (default: the service's DIGITS_MODEL_PATH, else "
-        "models/mnist-improved.onnx)",
+        help="model of the obvious server (default: the service's DIGITS_MODEL_PATH, else models/mnist-improved.onnx)",
     )
-    parser.add_argument(
-        "--mnist-dir", help="MNIST IDX files (default: $MNIST_DATA_DIR or ../shared/datasets/mnist)"
-    )
+    parser.add_argument("--mnist-dir", help="MNIST IDX files (default: $MNIST_DATA_DIR or ../shared/datasets/mnist)")
     parser.add_argument("--digit-index", type=int, default=0, help="which MNIST test digit /predict sends")
-    parser.add_argument(
-        "--ready-timeout", type=float, default=180.0, help="seconds to wait for /health/ready"
-    )
-    parser.add_argument(
-        "--log-dir", type=Path, help="server logs and hey outputs (default: a temporary folder)"
-    )
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for /health/ready")
+    parser.add_argument("--log-dir", type=Path, help="server logs and hey outputs (default: a temporary folder)")
     args = parser.parse_args(argv)
     if args.batch_duration is None:
         args.batch_duration = args.duration
@@ -635,12 +651,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if float(load_before.split()[0]) > 0.5:
         log(f"warning: load average is {load_before}: something else is using the CPUs, numbers will suffer")
 
-    service_model = Path(args.service_env.get("DIGITS_MODEL_PATH", default_model_path()))
+    service_model = Target("base", "service", args.service_env).model
     obvious_model = args.obvious_model or service_model
     targets: list[Target] = []
     if "service" in args.only:
         variants = args.variant or [Target("default", "service")]
-        targets += [Target(v.name, "service", {**args.service_env, **v.env}) for v in variants]
+        targets += [Target(v.name, "service", {**args.service_env, **v.env}, v.env) for v in variants]
     if OBVIOUS in args.only:
         targets.insert(0, Target(OBVIOUS, OBVIOUS, {"BENCH_MODEL_PATH": str(obvious_model)}))
     if FLOOR in args.only:
@@ -659,18 +675,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         files["batch"].write_bytes(multipart_body("files", digits.pngs[: args.batch_size]))
         labels = {"single": [digits.labels[args.digit_index]], "batch": digits.labels[: args.batch_size]}
 
-        inprocess: list[float] = []
-        limit = None
-        if args.batch_size > 0 and "service" in args.only:
-            max_pixels = int(args.service_env.get("DIGITS_MAX_IMAGE_PIXELS", 24_000_000))
-            limit = InProcessLimit(
-                service_model, digits.pngs[: args.batch_size], args.inprocess_threads, max_pixels
-            )
+        # One in-process limit per model that a configuration of the service loads.
+        limits: dict[Path, InProcessLimit] = {}
+        if args.batch_size > 0:
+            for target in targets:
+                if target.kind == "service" and target.model not in limits:
+                    max_pixels = int(target.env.get("DIGITS_MAX_IMAGE_PIXELS", 24_000_000))
+                    limits[target.model] = InProcessLimit(
+                        target.model, digits.pngs[: args.batch_size], args.inprocess_threads, max_pixels
+                    )
+        inprocess: dict[Path, list[float]] = {model: [] for model in limits}
+        first = next(iter(limits.values()), None)
         inprocess_info = (
-            f"in-process limit: {limit.preprocess_name}, onnxruntime "
-            f"{__import__('onnxruntime').__version__}, {args.inprocess_threads} intra-op thread(s), "
-            f"model `{display_path(service_model)}`"
-            if limit
+            f"in-process limit: {first.preprocess_name}, onnxruntime "
+            f"{__import__('onnxruntime').__version__}, {args.inprocess_threads} intra-op thread(s)"
+            if first
             else "no batch measurement"
         )
 
@@ -688,10 +707,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + (f", batch {run.batch_images_per_s:,.0f} images/s" if run.batch else "")
                     )
                 runs[target.name].append(run)
-            if limit is not None:
+            for model, limit in limits.items():
                 reps = [limit.once() for _ in range(args.inprocess_reps)]
-                inprocess += reps
-                log(f"  in-process limit: {statistics.median(reps):,.0f} images/s (median of {len(reps)})")
+                inprocess[model] += reps
+                log(
+                    f"  in-process limit of {display_path(model)}: {statistics.median(reps):,.0f} images/s "
+                    f"(median of {len(reps)})"
+                )
 
         summaries = [Summary(t, runs[t.name]) for t in targets]
         report = render(
