@@ -124,8 +124,8 @@ class ServiceMiddleware:
                 await error_response(exc).__call__(scope, receive, send_wrapper)
         except TimeoutError:
             if not response_started:
-                exc = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
-                await error_response(exc).__call__(scope, receive, send_wrapper)
+                timeout = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
+                await error_response(timeout).__call__(scope, receive, send_wrapper)
         finally:
             if counted:
                 remaining = self.runtime.in_flight[client] - 1

@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The trained model shipped with the project (``models/`` beside the packages).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "mnist-improved.onnx"
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class Settings(BaseSettings):
@@ -67,9 +61,13 @@ class Settings(BaseSettings):
         0, ge=0, description="Requests one client address may have in flight; 0: no limit."
     )
 
-    def model_post_init(self, context: object) -> None:
-        self.api_keys = list(_split_csv(self.api_keys))  # type: ignore[arg-type]
-        self.cors_origins = list(_split_csv(self.cors_origins))  # type: ignore[arg-type]
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """``DIGITS_API_KEYS=a,b`` → ``["a", "b"]``."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def metadata_path(self) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-PROBABILITIES_EXAMPLE = [0.0, 0.0, 0.0001, 0.0002, 0.0, 0.0, 0.0, 0.9996, 0.0, 0.0001]
+PROBABILITIES_EXAMPLE: list[JsonValue] = [0.0, 0.0, 0.0001, 0.0002, 0.0, 0.0, 0.0, 0.9996, 0.0, 0.0001]
 #: An MNIST test digit (a 7), 28x28 PNG.
 PNG_BASE64_EXAMPLE = (
     "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAwUlEQVR42mNgGDaAEUKFpD77sfTFHeyS9xQYGBg+X4UKPuk6w8DA"

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience, epochs")
     train.add_argument("--validation-size", type=int, default=defaults.validation_size)
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--train-limit", type=int, default=defaults.train_limit, help="use only N training images (0: all)")
+    train.add_argument(
+        "--train-limit", type=int, default=defaults.train_limit, help="use only N training images (0: all)"
+    )
     train.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
     train.add_argument("--output-dir", default=defaults.output_dir)
     train.add_argument("--name", help="artefact name (default: mnist-<model>)")
@@ -48,12 +50,16 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate an ONNX model on the MNIST test set")
     evaluate.add_argument("model", help="path of the .onnx file")
-    evaluate.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
+    evaluate.add_argument(
+        "--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)"
+    )
     quantize = commands.add_parser(
         "quantize", help="write an int8 copy of an ONNX model (static quantization, calibrated on training images)"
     )
     quantize.add_argument("model", help="path of the fp32 .onnx file (its .json metadata beside it)")
-    quantize.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
+    quantize.add_argument(
+        "--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)"
+    )
     quantize.add_argument("--calibration-images", type=int, default=2000)
     return parser
 
@@ -69,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             fields = {f.name for f in dataclasses.fields(TrainConfig)}
             config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
             metadata = train(config)
-            print(f"test accuracy {metadata['metrics']['test']['accuracy']:.4%}, wrote {config.output_dir}/{metadata['file']}")
+            print(
+                f"test accuracy {metadata['metrics']['test']['accuracy']:.4%}, wrote {config.output_dir}/{metadata['file']}"
+            )
         elif args.command == "evaluate":
             from training.evaluate import evaluate_onnx
 
@@ -81,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
 
             meta = quantize(Path(args.model), args.data_dir, args.calibration_images)
             q = meta["quantization"]
-            print(f"int8 test accuracy {meta['metrics']['test']['accuracy']:.4%} "
-                  f"({q['accuracy_change_points']:+.2f} points); wrote {meta['file']}")
+            print(
+                f"int8 test accuracy {meta['metrics']['test']['accuracy']:.4%} "
+                f"({q['accuracy_change_points']:+.2f} points); wrote {meta['file']}"
+            )
             for batch, row in q["timing_one_thread"].items():
-                print(f"{batch}: fp32 {row['fp32_ms_per_image']:.4f} ms/image, int8 {row['int8_ms_per_image']:.4f}"
-                      f" ms/image, speed-up {row['int8_speedup']:.2f}x")
+                print(
+                    f"{batch}: fp32 {row['fp32_ms_per_image']:.4f} ms/image, int8 {row['int8_ms_per_image']:.4f}"
+                    f" ms/image, speed-up {row['int8_speedup']:.2f}x"
+                )
     except MnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

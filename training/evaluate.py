@@ -46,8 +46,7 @@ class Metrics:
         lines.append("class  precision  recall     f1  support")
         for c in range(NUM_CLASSES):
             lines.append(
-                f"{c:>5}  {self.precision[c]:>9.4f}  {self.recall[c]:>6.4f}  "
-                f"{self.f1[c]:>5.4f}  {self.support[c]:>7}"
+                f"{c:>5}  {self.precision[c]:>9.4f}  {self.recall[c]:>6.4f}  {self.f1[c]:>5.4f}  {self.support[c]:>7}"
             )
         lines += ["", "confusion matrix (rows: true, columns: predicted)"]
         lines.append("     " + "".join(f"{c:>6}" for c in range(NUM_CLASSES)))
@@ -87,7 +86,9 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., None]
 
 
-def onnx_predict(model_path: Path | str, images: np.ndarray, batch_size: int = 1000, progress: bool = False) -> np.ndarray:
+def onnx_predict(
+    model_path: Path | str, images: np.ndarray, batch_size: int = 1000, progress: bool = False
+) -> np.ndarray:
     """Probabilities of an ONNX model for uint8 (N, 28, 28) images."""
     import onnxruntime as ort
 
@@ -98,9 +99,7 @@ def onnx_predict(model_path: Path | str, images: np.ndarray, batch_size: int = 1
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="evaluating", unit="batch")
-    out = [
-        session.run(None, {input_name: to_model_input(images[i : i + batch_size])})[0] for i in starts
-    ]
+    out = [session.run(None, {input_name: to_model_input(images[i : i + batch_size])})[0] for i in starts]
     return np.concatenate(out)
 
 

@@ -38,7 +38,7 @@ def export_onnx(model: object, opset: int) -> bytes:
         graph_model = onnx.load(str(raw))
     rename_io(graph_model)
     onnx.checker.check_model(graph_model, full_check=True)
-    return graph_model.SerializeToString()
+    return bytes(graph_model.SerializeToString())
 
 
 def rename_io(graph_model: onnx.ModelProto) -> None:

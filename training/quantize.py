@@ -106,7 +106,7 @@ def quantize(model_path: Path, data_dir: str | None = None, calibration_images: 
             "source_sha256": metadata["sha256"],
             "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, MinMax",
             "calibration_images": calibration_images,
-            "calibration_set": "random training images (seed %d)" % seed,
+            "calibration_set": f"random training images (seed {seed})",
             "fp32_test_accuracy": fp32.accuracy,
             "accuracy_change_points": (int8.accuracy - fp32.accuracy) * 100,
             "timing_one_thread": timing,

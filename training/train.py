@@ -51,7 +51,9 @@ def make_train_dataset(split: Split, config: TrainConfig) -> tf.data.Dataset:
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def make_learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def make_learning_rate(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     assert config.learning_rate is not None and config.epochs is not None
     if config.schedule == "constant":
         return config.learning_rate
@@ -117,9 +119,7 @@ def train(config: TrainConfig, data: Mnist | None = None) -> dict[str, Any]:
     log.info("test set:\n%s", metrics.table())
 
     onnx_bytes = export.export_onnx(model, config.opset)
-    parity = export.check_parity(
-        model, onnx_bytes, test_inputs[: config.parity_images], config.parity_tolerance
-    )
+    parity = export.check_parity(model, onnx_bytes, test_inputs[: config.parity_images], config.parity_tolerance)
     metadata = build_metadata(config, model, onnx_bytes, metrics, parity, history.history, training_seconds)
     metadata["training"]["train_images"] = len(train_split)
     metadata["training"]["validation_images"] = len(data.validation)

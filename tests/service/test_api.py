@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service import errors
 from tests.conftest import encode
 
-SUPPORTED = [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("BMP", "image/bmp"),
-             ("GIF", "image/gif"), ("TIFF", "image/tiff")]
+SUPPORTED = [
+    ("PNG", "image/png"),
+    ("JPEG", "image/jpeg"),
+    ("WEBP", "image/webp"),
+    ("BMP", "image/bmp"),
+    ("GIF", "image/gif"),
+    ("TIFF", "image/tiff"),
+]
 
 
 def upscaled(digit: np.ndarray, size: int = 112, dark_on_light: bool = False) -> Image.Image:
@@ -131,10 +136,16 @@ def assert_error(response, status: int, fragment: str) -> None:  # type: ignore[
 
 
 def test_unsupported_content_type(client) -> None:  # type: ignore[no-untyped-def]
-    assert_error(client.post("/predict", content=b"hello", headers={"content-type": "text/plain"}), 415,
-                 "unsupported Content-Type 'text/plain'")
-    assert_error(client.post("/predict", content=b"<svg/>", headers={"content-type": "image/svg+xml"}), 415,
-                 "unsupported image type 'image/svg+xml'")
+    assert_error(
+        client.post("/predict", content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported Content-Type 'text/plain'",
+    )
+    assert_error(
+        client.post("/predict", content=b"<svg/>", headers={"content-type": "image/svg+xml"}),
+        415,
+        "unsupported image type 'image/svg+xml'",
+    )
     assert_error(client.post("/predict", content=b"x"), 415, "unsupported Content-Type")
 
 
@@ -199,8 +210,9 @@ def test_missing_and_wrong_form_fields(client, mnist_sample) -> None:  # type: i
     assert_error(client.post("/predict", files={"file": ("d.svg", b"<svg/>", "image/svg+xml")}), 415, "svg")
     malformed = {"content-type": "multipart/form-data; boundary=xyz"}
     assert_error(client.post("/predict", content=b"--xyz\r\nno end", headers=malformed), 422, "malformed")
-    assert_error(client.post("/predict", content=b"x", headers={"content-type": "multipart/form-data"}), 422,
-                 "no boundary")
+    assert_error(
+        client.post("/predict", content=b"x", headers={"content-type": "multipart/form-data"}), 422, "no boundary"
+    )
 
 
 def test_batch_limits(client, mnist_sample, app_settings) -> None:  # type: ignore[no-untyped-def]
@@ -271,7 +283,9 @@ def test_openapi_documents_every_input_form_with_examples(client) -> None:  # ty
     for path in ("/docs", "/redoc"):
         html = client.get(path).text
         assert "cdn." not in html and "googleapis" not in html
-        for asset in ("/docs-assets/swagger-ui-bundle.js",) if path == "/docs" else ("/docs-assets/redoc.standalone.js",):
+        for asset in (
+            ("/docs-assets/swagger-ui-bundle.js",) if path == "/docs" else ("/docs-assets/redoc.standalone.js",)
+        ):
             assert asset in html and client.get(asset).status_code == 200
     assert json.dumps(spec).count('"example') >= 4
 
