@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             fields = {f.name for f in dataclasses.fields(TrainConfig)}
             config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
             metadata = train(config)
-            print(
-                f"test accuracy {metadata['metrics']['test']['accuracy']:.4%}, wrote {config.output_dir}/{metadata['file']}"
-            )
+            accuracy = metadata["metrics"]["test"]["accuracy"]
+            print(f"test accuracy {accuracy:.4%}, wrote {config.output_dir}/{metadata['file']}")
         elif args.command == "evaluate":
             from training.evaluate import evaluate_onnx
 
