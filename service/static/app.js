@@ -102,8 +102,6 @@
   pad.addEventListener('pointerdown', (event) => {
     if (event.pointerType === 'mouse' && event.button !== 0) return;
     if (activePointer !== null) return; // a second finger does not start another stroke
-    event.preventDefault();
-    pad.focus({ preventScroll: true });
     pad.setPointerCapture(event.pointerId);
     activePointer = event.pointerId;
     current = [pointFrom(event)];
@@ -127,6 +125,8 @@
     if (event.pointerId !== activePointer) return;
     activePointer = null;
     current = null;
+    // Busy at once, not when the PNG is ready: a newer stroke always supersedes an older answer.
+    card.dataset.state = 'busy';
     predictDrawing();
   }
   pad.addEventListener('pointerup', endStroke);

@@ -1,0 +1,564 @@
+"""The drawing page in a real browser: Debian's Chromium driven by Playwright.
+
+The module starts the real service in a subprocess (``python -m service``), then draws digits
+with the mouse and a finger, uploads and drops files, checks the error messages, the keyboard,
+a phone-sized viewport and colour contrast, and that /docs and /redoc render with every request
+to another host blocked. Every page a test opens has external requests blocked and recorded, and
+fails on uncaught script errors and on Content-Security-Policy violations.
+
+Screenshots go to ``test-artifacts/browser/``. ``UPDATE_SCREENSHOTS=1`` also refreshes the ones
+in ``docs/`` that the README shows. Without Chromium or Playwright the module is skipped, except
+under ``CI=true``, where it fails: CI must run it.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+except ImportError:  # pragma: no cover - reported by the `browser` fixture
+    sync_playwright = None  # type: ignore[assignment]
+else:
+    # The first prediction after start-up can take longer than Playwright's default 5 s on a
+    # busy CI machine.
+    expect.set_options(timeout=15_000)
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+DOCS = ROOT / "docs"
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+DESKTOP = {"width": 1024, "height": 900}
+PHONE = {"width": 375, "height": 667}
+
+Point = tuple[float, float]
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}: CI must run the browser tests")
+    pytest.skip(reason)
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True, docs_name: str | None = None) -> None:
+    """Save a test artefact; with UPDATE_SCREENSHOTS=1 also the picture in docs/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    if docs_name and os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, DOCS / docs_name)
+
+
+# ---- The service ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the service was not ready within {timeout:g} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """The real service, as a person would start it, on a free local port.
+
+    BROWSER_TEST_URL points the tests at a service that is already running instead.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("BROWSER_TEST_URL"):
+        yield os.environ["BROWSER_TEST_URL"].rstrip("/")
+        return
+    port = free_port()
+    # Only the defaults: no API keys or other DIGITS_* settings leak in from the environment.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGITS_")}
+    env["DIGITS_HOST"] = "127.0.0.1"
+    log = ARTIFACTS / "service.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process, log)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ---- The browser ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable("Playwright is not installed (pip install playwright)")
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} not found (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+# Records Content-Security-Policy violations: the page must need no inline script or style.
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+@dataclass
+class Tab:
+    """A page whose requests to anything but this machine are blocked and recorded."""
+
+    page: Page
+    context: BrowserContext
+    external: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def csp_violations(self) -> list[str]:
+        return list(self.page.evaluate("window.__cspViolations || []"))
+
+
+@pytest.fixture
+def open_tab(browser: Browser, base_url: str) -> Iterator[Callable[..., Tab]]:
+    tabs: list[Tab] = []
+
+    def open_tab(path: str = "/", **context_options: Any) -> Tab:
+        options: dict[str, Any] = {"viewport": DESKTOP, "reduced_motion": "reduce", "base_url": base_url}
+        options.update(context_options)
+        context = browser.new_context(**options)
+        page = context.new_page()
+        tab = Tab(page, context)
+
+        def only_local(route: Route) -> None:
+            host = urlsplit(route.request.url).hostname or ""
+            if host in LOCAL_HOSTS or route.request.url.startswith(("data:", "blob:")):
+                route.continue_()
+            else:
+                tab.external.append(route.request.url)
+                route.abort("blockedbyclient")
+
+        context.route("**/*", only_local)
+        context.add_init_script(CSP_WATCH)
+        page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+        tabs.append(tab)
+        page.goto(path)
+        return tab
+
+    yield open_tab
+    for tab in tabs:
+        try:
+            assert tab.external == [], f"requests to other hosts: {tab.external}"
+            assert tab.errors == [], f"script errors: {tab.errors}"
+            assert tab.csp_violations() == [], "Content-Security-Policy violations"
+        finally:
+            tab.context.close()
+
+
+# ---- Drawing ----------------------------------------------------------------------------------
+def line(a: Point, b: Point, n: int = 8) -> list[Point]:
+    return [(a[0] + (b[0] - a[0]) * i / n, a[1] + (b[1] - a[1]) * i / n) for i in range(n + 1)]
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> list[Point]:
+    # Start at the top and go a little past a full turn so the ends overlap, as a hand would.
+    return [
+        (cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n))
+        for i in range(n + 3)
+    ]
+
+
+# Each digit is a list of strokes in canvas units (0..1 across, 0..1 down).
+DIGITS: dict[str, list[list[Point]]] = {
+    "1": [line((0.5, 0.14), (0.5, 0.86))],
+    "0": [ellipse(0.5, 0.5, 0.22, 0.34)],
+    "7": [line((0.26, 0.18), (0.74, 0.18)) + line((0.74, 0.18), (0.42, 0.86))[1:]],
+    "4": [
+        line((0.55, 0.14), (0.24, 0.6)) + line((0.24, 0.6), (0.76, 0.6))[1:],
+        line((0.62, 0.3), (0.62, 0.86)),
+    ],
+}
+
+
+def draw(page: Page, strokes: list[list[Point]]) -> None:
+    """Draw strokes with the mouse and wait until the page shows the answer for the last one."""
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+
+    def at(p: Point) -> tuple[float, float]:
+        return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
+
+    for stroke in strokes:
+        page.mouse.move(*at(stroke[0]))
+        page.mouse.down()
+        for point in stroke[1:]:
+            page.mouse.move(*at(point))
+        page.mouse.up()
+    expect(page.locator("#result-card")).to_have_attribute("data-state", re.compile("done|error"))
+
+
+def lit_pixels(page: Page, selector: str = "#seen") -> int:
+    """How many pixels of a canvas are not black (the model's input is white ink on black)."""
+    return int(
+        page.evaluate(
+            """(selector) => {
+              const c = document.querySelector(selector);
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              let n = 0;
+              for (let i = 0; i < d.length; i += 4) if (d[i] > 0) n += 1;
+              return n;
+            }""",
+            selector,
+        )
+    )
+
+
+def ink_pixels(page: Page) -> int:
+    """How many pixels of the drawing pad are not white paper."""
+    return int(
+        page.evaluate(
+            """() => {
+              const c = document.querySelector('#pad');
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              let n = 0;
+              for (let i = 0; i < d.length; i += 4) if (d[i] < 250) n += 1;
+              return n;
+            }"""
+        )
+    )
+
+
+def expect_prediction(page: Page, digit: str) -> None:
+    expect(page.locator("#error")).to_be_empty()
+    expect(page.locator("#digit")).to_have_text(digit)
+    expect(page.locator("#confidence")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
+    expect(page.locator("#bars li")).to_have_count(10)
+    expect(page.locator("#bars li.top .bar-label")).to_have_text(digit)
+    expect(page.get_by_role("status")).to_contain_text(f"as {digit}")
+    expect(page.locator("#seen")).to_be_visible()
+    assert lit_pixels(page) > 20, "the 28x28 model input was not drawn"
+
+
+# ---- Tests ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("digit", list(DIGITS))
+def test_drawn_digit_is_recognised(open_tab: Callable[..., Tab], digit: str) -> None:
+    page = open_tab().page
+    expect(page.get_by_role("heading", name="Draw a digit")).to_be_visible()
+    draw(page, DIGITS[digit])
+    expect_prediction(page, digit)
+    expect(page.locator("#upload-figure")).to_be_hidden()
+    screenshot(page, f"draw-{digit}", docs_name="screenshot.png" if digit == "7" else None)
+
+
+def test_strokes_replace_the_previous_answer(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    draw(page, DIGITS["1"])
+    expect_prediction(page, "1")
+    page.get_by_role("button", name="Clear").click()
+    expect(page.locator("#result")).to_be_hidden()
+    assert ink_pixels(page) == 0
+    draw(page, DIGITS["0"])
+    expect_prediction(page, "0")
+
+
+def test_uploaded_file_is_recognised(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    page.get_by_label("Choose an image…").set_input_files(DATA / "four.png")
+    expect_prediction(page, "4")
+    expect(page.locator("#upload-figure")).to_be_visible()
+    expect(page.locator("#upload-name")).to_contain_text("four.png")
+    assert page.evaluate("document.querySelector('#upload-preview').naturalWidth") == 112
+    screenshot(page, "upload-four")
+
+
+def test_file_without_an_image_type_is_sent_as_multipart(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    payload = {"name": "scan", "mimeType": "application/octet-stream", "buffer": (DATA / "four.png").read_bytes()}
+    with page.expect_request("**/predict?*") as request:
+        page.locator("#file").set_input_files(payload)
+    assert request.value.headers["content-type"].startswith("multipart/form-data")
+    expect_prediction(page, "4")
+
+
+def test_dropped_file_is_recognised(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    data = base64.b64encode((DATA / "nine.png").read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """([data, name]) => {
+          const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([bytes], name, { type: 'image/png' }));
+          return transfer;
+        }""",
+        [data, "nine.png"],
+    )
+    page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
+    expect(page.locator("#dropzone")).to_have_class(re.compile(r"\bdragging\b"))
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#dropzone")).not_to_have_class(re.compile(r"\bdragging\b"))
+    expect_prediction(page, "9")
+    screenshot(page, "drop-nine")
+
+
+def test_blank_image_shows_a_friendly_message(open_tab: Callable[..., Tab], tmp_path: Path) -> None:
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    page = open_tab().page
+    page.locator("#file").set_input_files(blank)
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("No digit found")
+    expect(alert).not_to_contain_text("{")
+    expect(page.locator("#result")).to_be_hidden()
+    screenshot(page, "error-no-digit")
+    # The next good image replaces the message.
+    page.locator("#file").set_input_files(DATA / "four.png")
+    expect_prediction(page, "4")
+
+
+def test_file_that_is_not_an_image_shows_a_friendly_message(
+    open_tab: Callable[..., Tab], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a digit")
+    page = open_tab().page
+    page.locator("#file").set_input_files(notes)
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text(re.compile(r"not supported|could not be read|not accepted", re.IGNORECASE))
+    expect(alert).not_to_contain_text('"detail"')
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "shown"),
+    [
+        (401, "missing or invalid API key: send it in the 'X-API-Key' header", "needs an API key"),
+        (413, "the request body is over the limit of 1,024 bytes", "too large"),
+        (503, "the model is not loaded yet: retry when GET /health/ready answers 200", "not ready"),
+        (None, "", "Could not reach the service"),
+    ],
+)
+def test_service_errors_are_explained(
+    open_tab: Callable[..., Tab], status: int | None, detail: str, shown: str
+) -> None:
+    """Errors that a healthy local service rarely gives, answered by a stand-in route."""
+    tab = open_tab()
+
+    def answer(route: Route) -> None:
+        if status is None:
+            route.abort("connectionrefused")
+        else:
+            route.fulfill(status=status, json={"detail": detail})
+
+    tab.page.route("**/predict?*", answer)
+    draw(tab.page, DIGITS["1"])
+    alert = tab.page.get_by_role("alert")
+    expect(alert).to_contain_text(shown)
+    if detail:
+        expect(alert).to_contain_text(detail[1:])  # shown as a sentence: first letter capitalised
+
+
+def test_keyboard(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    reached = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id"))
+    assert [i for i in reached if i in {"pad", "clear", "file"}][:3] == ["pad", "clear", "file"], reached
+
+    # A keyboard user sees where the focus is.
+    page.locator("#pad").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "clear"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "file"
+    label_outline = page.evaluate("getComputedStyle(document.querySelector('label[for=file]')).outlineStyle")
+    assert label_outline != "none", "the focused file input shows no focus ring on its button"
+    screenshot(page, "keyboard-focus-file")
+
+    # Escape and Delete on the pad clear it, and so does the Clear button with Enter.
+    for key in ("Escape", "Delete", "Enter on Clear"):
+        draw(page, DIGITS["7"])
+        expect(page.locator("#result")).to_be_visible()
+        assert ink_pixels(page) > 0
+        if key == "Enter on Clear":
+            page.get_by_role("button", name="Clear").focus()
+            page.keyboard.press("Enter")
+        else:
+            page.locator("#pad").focus()
+            page.keyboard.press(key)
+        expect(page.locator("#result")).to_be_hidden()
+        expect(page.get_by_role("status")).to_contain_text("Cleared")
+        assert ink_pixels(page) == 0, f"{key} did not clear the pad"
+
+
+def test_accessible_names(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    expect(page.get_by_role("heading", level=1)).to_have_text("Digit recognizer")
+    expect(page.get_by_label("Drawing area for a digit")).to_have_attribute("tabindex", "0")
+    expect(page.get_by_label("Choose an image…")).to_have_attribute("type", "file")
+    expect(page.get_by_role("button", name="Clear")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(1)
+    assert page.evaluate("document.documentElement.lang") == "en"
+
+
+def test_phone_viewport(open_tab: Callable[..., Tab]) -> None:
+    tab = open_tab(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = tab.page
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    assert box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"] and box["y"] + box["height"] <= PHONE["height"], box
+    assert box["width"] >= 240, "the drawing pad is too small to draw on"
+    # The backing store follows the device pixels, so strokes stay sharp.
+    assert page.evaluate("document.querySelector('#pad').width") == round(box["width"] * 2)
+
+    # Draw a 7 with a finger: touch events, which Chromium turns into pointer events.
+    cdp = tab.context.new_cdp_session(page)
+    stroke = DIGITS["7"][0]
+    points = [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]} for x, y in stroke]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [points[0]]})
+    for point in points[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect(page.locator("#result-card")).to_have_attribute("data-state", re.compile("done|error"))
+    expect_prediction(page, "7")
+    # Drawing did not scroll the page, and nothing is wider than the screen.
+    assert page.evaluate("window.scrollY") == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "phone", full_page=False, docs_name="screenshot-phone.png")
+    screenshot(page, "phone-full")
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    def channel(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+# Every visible element with text of its own: its colour, the first opaque background behind
+# it, and whether its text is large (WCAG: 24 px, or 18.66 px bold).
+TEXT_COLOURS = """() => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.checkVisibility({ visibilityProperty: true, opacityProperty: true })) continue;
+    const style = getComputedStyle(el);
+    let bg = null;
+    for (let a = el; a && !bg; a = a.parentElement) {
+      const c = rgb(getComputedStyle(a).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) bg = c.slice(0, 3);
+    }
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    out.push({ text: el.textContent.trim().slice(0, 40), color: rgb(style.color).slice(0, 3),
+               bg: bg || [255, 255, 255], large });
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast(open_tab: Callable[..., Tab], scheme: str, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a digit")
+    page = open_tab(color_scheme=scheme).page
+    draw(page, DIGITS["7"])
+    expect_prediction(page, "7")
+    checked = page.evaluate(TEXT_COLOURS)
+    page.locator("#file").set_input_files(notes)  # shows an error message
+    expect(page.get_by_role("alert")).not_to_be_empty()
+    checked += page.evaluate(TEXT_COLOURS)
+    low = [
+        (item["text"], round(contrast(tuple(item["color"]), tuple(item["bg"])), 2))
+        for item in checked
+        if contrast(tuple(item["color"]), tuple(item["bg"])) < (3.0 if item["large"] else 4.5)
+    ]
+    assert len(checked) > 20
+    assert low == [], f"text below WCAG AA contrast ({scheme}): {low}"
+    screenshot(page, f"contrast-{scheme}")
+
+
+def test_swagger_ui_renders_offline(open_tab: Callable[..., Tab]) -> None:
+    tab = open_tab("/docs")
+    page = tab.page
+    expect(page.locator(".opblock-summary-path", has_text=re.compile(r"^/predict$"))).to_be_visible()
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert page.locator(".opblock").count() >= 3
+    screenshot(page, "docs-swagger")
+    assert tab.external == []
+
+
+def test_redoc_renders_offline(open_tab: Callable[..., Tab]) -> None:
+    tab = open_tab("/redoc")
+    page = tab.page
+    operations = page.locator("[data-section-id*='operation/']")
+    expect(operations.first).to_be_attached()
+    assert operations.count() >= 3
+    expect(page.get_by_text("/predict", exact=True).first).to_be_attached()
+    screenshot(page, "docs-redoc", full_page=False)
+    assert tab.external == []
