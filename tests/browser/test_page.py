@@ -215,10 +215,7 @@ def line(a: Point, b: Point, n: int = 8) -> list[Point]:
 
 def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> list[Point]:
     # Start at the top and go a little past a full turn so the ends overlap, as a hand would.
-    return [
-        (cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n))
-        for i in range(n + 3)
-    ]
+    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 3)]
 
 
 # Each digit is a list of strokes in canvas units (0..1 across, 0..1 down).
@@ -370,9 +367,7 @@ def test_blank_image_shows_a_friendly_message(open_tab: Callable[..., Tab], tmp_
     expect_prediction(page, "4")
 
 
-def test_file_that_is_not_an_image_shows_a_friendly_message(
-    open_tab: Callable[..., Tab], tmp_path: Path
-) -> None:
+def test_file_that_is_not_an_image_shows_a_friendly_message(open_tab: Callable[..., Tab], tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a digit")
     page = open_tab().page
