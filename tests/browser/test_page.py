@@ -33,7 +33,15 @@ from urllib.parse import urlsplit
 import pytest
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        FilePayload,
+        Page,
+        Route,
+        expect,
+        sync_playwright,
+    )
 except ImportError:  # pragma: no cover - reported by the `browser` fixture
     sync_playwright = None  # type: ignore[assignment]
 else:
@@ -323,7 +331,11 @@ def test_uploaded_file_is_recognised(open_tab: Callable[..., Tab]) -> None:
 
 def test_file_without_an_image_type_is_sent_as_multipart(open_tab: Callable[..., Tab]) -> None:
     page = open_tab().page
-    payload = {"name": "scan", "mimeType": "application/octet-stream", "buffer": (DATA / "four.png").read_bytes()}
+    payload: FilePayload = {
+        "name": "scan",
+        "mimeType": "application/octet-stream",
+        "buffer": (DATA / "four.png").read_bytes(),
+    }
     with page.expect_request("**/predict?*") as request:
         page.locator("#file").set_input_files(payload)
     assert request.value.headers["content-type"].startswith("multipart/form-data")
