@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from service import errors, metrics
+from service import errors, metrics, v2
 from service.config import Settings
 from service.inference import Batcher, Classifier
 from service.routes import STATIC_DIR, Runtime, json_response, router
@@ -293,6 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.include_router(router)
+    app.include_router(v2.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     add_error_handlers(app)
