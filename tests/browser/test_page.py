@@ -175,9 +175,12 @@ class Tab:
     context: BrowserContext
     external: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Violations a test expects, matched by prefix ("directive blocked-url").
+    expected_csp: list[str] = field(default_factory=list)
 
     def csp_violations(self) -> list[str]:
-        return list(self.page.evaluate("window.__cspViolations || []"))
+        found = self.page.evaluate("window.__cspViolations || []")
+        return [v for v in found if not any(v.startswith(expected) for expected in self.expected_csp)]
 
 
 @pytest.fixture
@@ -562,6 +565,10 @@ def test_swagger_ui_renders_offline(open_tab: Callable[..., Tab]) -> None:
 
 def test_redoc_renders_offline(open_tab: Callable[..., Tab]) -> None:
     tab = open_tab("/redoc")
+    # ReDoc's bundle hard-codes its "redocly logo" <img> from its CDN. The service's CSP blocks it
+    # before any request leaves the machine (tab.external stays empty), and ReDoc hides the image
+    # when it fails to load. That one violation is expected; any other fails the test.
+    tab.expected_csp.append("img-src https://cdn.redoc.ly/")
     page = tab.page
     operations = page.locator("[data-section-id*='operation/']")
     expect(operations.first).to_be_attached()
