@@ -98,3 +98,7 @@ SHUTTING_DOWN = "the service is shutting down: retry on another instance"
 REQUEST_TIMEOUT = "the request took longer than the limit of {seconds:g} s: send fewer or smaller images"
 MISSING_API_KEY = "missing or invalid API key: send it in the 'X-API-Key' header or as 'Authorization: Bearer <key>'"
 RATE_LIMITED = "too many requests in flight from this client (limit {limit}): retry after {retry_after} s"
+IMAGE_BOMB = (
+    "the image declares more pixels than the decoder will expand (a decompression bomb?): send an "
+    "image of at most {limit:,} pixels"
+)

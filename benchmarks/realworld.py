@@ -1,0 +1,424 @@
+"""Accuracy of the service on MNIST test digits re-rendered as real-world uploads.
+
+Each MNIST *test* digit is upscaled smoothly, given crisp strokes, and drawn the way clients
+send digits: canvas drawings on transparent backgrounds, phone photos of paper, chalk on a
+board, tiny icons, huge scans, palette GIFs, heavy JPEG. Every rendering is encoded to file
+bytes as a client would send them, then goes through the service's own ``image_to_input`` and
+the ONNX model. The content is exactly the test digit, so the gap to the model's plain MNIST
+test accuracy is what the preprocessing loses.
+
+    python benchmarks/realworld.py --data-dir ../shared/datasets/mnist
+    python benchmarks/realworld.py --data-dir ../shared/datasets/mnist --model models/mnist-improved.onnx \
+        --markdown docs/realworld.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import io
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from service.errors import ServiceError  # noqa: E402
+from service.preprocess import image_to_input  # noqa: E402
+from training.data import load_mnist  # noqa: E402
+
+MAX_PIXELS = 24_000_000
+SEED = 20261123
+
+Rng = np.random.Generator
+#: A style draws one MNIST digit (28x28 uint8) and returns the file bytes and their extension.
+Style = Callable[[np.ndarray, Rng], tuple[bytes, str]]
+
+
+# --- Drawing helpers ------------------------------------------------------------------------------
+
+
+def stroke_mask(digit: np.ndarray, size: int, *, level: float = 0.5, grow: int = 0, shrink: int = 0) -> np.ndarray:
+    """The digit's ink as a float mask whose longer side is ``size`` px, with crisp strokes.
+
+    Bicubic upscaling keeps the exact shape of the test digit; the steep contrast curve around
+    ``level`` turns MNIST's blurry 28x28 strokes into the sharp edges of a pen or a brush (a lower
+    level gives bolder strokes, a higher one thinner).
+    """
+    ys, xs = np.nonzero(digit)
+    crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+    crop = np.pad(crop, 2)
+    scale = size / (max(crop.shape) - 4)
+    width, height = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
+    smooth = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.BICUBIC))
+    mask = np.clip((smooth - level) * 4 + 0.5, 0, 1).astype(np.float32)
+    if grow or shrink:
+        picture = Image.fromarray(mask)
+        if grow:
+            picture = picture.filter(ImageFilter.MaxFilter(2 * grow + 1))
+        if shrink:
+            picture = picture.filter(ImageFilter.MinFilter(2 * shrink + 1))
+        mask = np.asarray(picture, dtype=np.float32)
+    ys, xs = np.nonzero(mask > 0.02)
+    if ys.size == 0:  # a very thin stroke mask eroded away: fall back to the plain one
+        return stroke_mask(digit, size, level=level)
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def place(mask: np.ndarray, height: int, width: int, rng: Rng, *, centred: bool = False) -> np.ndarray:
+    """Put the mask somewhere in a (height, width) frame (anywhere it fits, or centred)."""
+    frame = np.zeros((height, width), dtype=np.float32)
+    mh, mw = mask.shape
+    mh, mw = min(mh, height), min(mw, width)
+    if centred:
+        top, left = (height - mh) // 2, (width - mw) // 2
+    else:
+        top, left = int(rng.integers(0, height - mh + 1)), int(rng.integers(0, width - mw + 1))
+    frame[top : top + mh, left : left + mw] = mask[:mh, :mw]
+    return frame
+
+
+def paint(mask: np.ndarray, background: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Ink over background, both (..., 3) or scalars, by the mask."""
+    m = mask if np.ndim(background) == 0 and np.ndim(ink) == 0 else mask[..., None]
+    return background * (1 - m) + ink * m
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> tuple[bytes, str]:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    ext = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}[fmt]
+    return buffer.getvalue(), ext
+
+
+def random_colour(rng: Rng, low: int = 0, high: int = 256) -> np.ndarray:
+    return rng.integers(low, high, size=3).astype(np.float32)
+
+
+# --- Styles ---------------------------------------------------------------------------------------
+
+
+def canvas_black(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Browser canvas: black round strokes on a transparent (hidden black) background."""
+    side = int(rng.integers(280, 401))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.4), side, side, rng)
+    rgba = np.zeros((side, side, 4), dtype=np.uint8)
+    rgba[..., 3] = to_uint8(mask * 255)
+    return encode(Image.fromarray(rgba), "PNG")
+
+
+def canvas_white(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Canvas in a dark-mode app: white strokes on transparent, hidden colour black or white."""
+    side = int(rng.integers(280, 401))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.4), side, side, rng)
+    rgba = np.full((side, side, 4), 255 if rng.random() < 0.5 else 0, dtype=np.uint8)
+    rgba[..., :3][mask > 0] = 255
+    rgba[..., 3] = to_uint8(mask * 255)
+    return encode(Image.fromarray(rgba), "PNG")
+
+
+def paper(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """A clean scan: dark pen on white paper."""
+    side = int(rng.integers(200, 401))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng)
+    ink = np.array([20, 25, 60], dtype=np.float32) * rng.uniform(0, 1.5)
+    pixels = paint(mask, np.float32(rng.uniform(235, 255)), ink)
+    pixels += rng.normal(0, 2, pixels.shape).astype(np.float32)
+    return encode(Image.fromarray(to_uint8(pixels)), "PNG")
+
+
+def phone_photo(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """A phone photo of paper: uneven light, colour cast, blur, sensor noise, JPEG q70, off-centre."""
+    width, height = (int(rng.integers(800, 1201)), int(rng.integers(600, 901)))
+    if rng.random() < 0.5:
+        width, height = height, width
+    size = int(min(width, height) * rng.uniform(0.3, 0.6))
+    mask = place(stroke_mask(digit, size, level=rng.uniform(0.4, 0.6)), height, width, rng)
+    blurred = Image.fromarray(to_uint8(mask * 255)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+    mask = np.asarray(blurred, dtype=np.float32) / 255
+    ys = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
+    xs = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
+    gx, gy = rng.uniform(-0.15, 0.15, size=2)
+    light = 0.85 + gx * xs + gy * ys - rng.uniform(0.05, 0.15) * (xs * xs + ys * ys) / 2
+    cast = np.array([1.0, rng.uniform(0.92, 1.0), rng.uniform(0.75, 0.95)], dtype=np.float32)
+    paper_rgb = rng.uniform(200, 250) * cast
+    ink = random_colour(rng, 20, 90) * np.array([0.8, 0.8, 1.0], dtype=np.float32)
+    pixels = paint(mask, paper_rgb, ink) * light[..., None]
+    pixels += rng.normal(0, rng.uniform(2, 6), pixels.shape).astype(np.float32)
+    return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=70)
+
+
+def chalkboard(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Chalk on a green board: light, grainy strokes on a dark, textured colour."""
+    side = int(rng.integers(300, 501))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.45), side, side, rng)
+    grain = rng.uniform(0.55, 1.0, mask.shape).astype(np.float32)
+    board = np.array([40, 75, 50], dtype=np.float32) * rng.uniform(0.7, 1.3)
+    texture = rng.normal(0, 6, (side, side, 1)).astype(np.float32)
+    pixels = paint(mask * grain, board + texture, np.array([225, 230, 220], dtype=np.float32))
+    return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=85)
+
+
+def coloured(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Coloured ink on a coloured background (any hues, at least some colour difference)."""
+    side = int(rng.integers(150, 351))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng)
+    while True:
+        background, ink = random_colour(rng), random_colour(rng)
+        if np.linalg.norm(background - ink) > 150:
+            break
+    return encode(Image.fromarray(to_uint8(paint(mask, background, ink))), "PNG")
+
+
+def small(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """A tiny image (16-24 px), either polarity, grey."""
+    side = int(rng.integers(16, 25))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.7, 0.95)), level=0.35), side, side, rng, centred=True)
+    dark_on_light = rng.random() < 0.5
+    pixels = paint(mask, np.float32(255 if dark_on_light else 0), np.float32(0 if dark_on_light else 255))
+    return encode(Image.fromarray(to_uint8(pixels)), "PNG")
+
+
+def large(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """A big scan (500-900 px), dark on white."""
+    side = int(rng.integers(500, 901))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.6, 0.85))), side, side, rng)
+    return encode(Image.fromarray(to_uint8(paint(mask, np.float32(250), np.float32(10)))), "PNG")
+
+
+def wide_frame(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Off-centre in a wide or tall frame (aspect 2.5-4)."""
+    short = int(rng.integers(120, 241))
+    long = int(short * rng.uniform(2.5, 4))
+    height, width = (short, long) if rng.random() < 0.5 else (long, short)
+    mask = place(stroke_mask(digit, int(short * rng.uniform(0.6, 0.9))), height, width, rng)
+    return encode(Image.fromarray(to_uint8(paint(mask, np.float32(245), np.float32(30)))), "PNG")
+
+
+def thick(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Marker pen: strokes two to three times MNIST's width."""
+    side = int(rng.integers(200, 321))
+    size = int(side * rng.uniform(0.55, 0.75))
+    mask = place(stroke_mask(digit, size, level=0.3, grow=max(1, round(size * rng.uniform(0.02, 0.04)))), side, side, rng)
+    return encode(Image.fromarray(to_uint8(paint(mask, np.float32(255), np.float32(0)))), "PNG")
+
+
+def thin(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Fine pen: strokes a third to a half of MNIST's width."""
+    side = int(rng.integers(200, 321))
+    size = int(side * rng.uniform(0.55, 0.75))
+    mask = place(stroke_mask(digit, size, level=0.75, shrink=max(1, round(size * 0.015))), side, side, rng)
+    return encode(Image.fromarray(to_uint8(paint(mask, np.float32(255), np.float32(0)))), "PNG")
+
+
+def jpeg_heavy(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Heavily compressed JPEG (quality 15-40), small-ish."""
+    side = int(rng.integers(64, 201))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.55, 0.85))), side, side, rng)
+    pixels = paint(mask, np.float32(rng.uniform(200, 255)), np.float32(rng.uniform(0, 60)))
+    return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=int(rng.integers(15, 41)))
+
+
+def palette_gif(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """A palette GIF (8-16 colours, dithered) of a coloured drawing."""
+    side = int(rng.integers(100, 301))
+    mask = place(stroke_mask(digit, int(side * rng.uniform(0.55, 0.85))), side, side, rng)
+    pixels = paint(mask, random_colour(rng, 150, 256), random_colour(rng, 0, 100))
+    image = Image.fromarray(to_uint8(pixels)).quantize(colors=int(rng.integers(8, 17)))
+    return encode(image, "GIF")
+
+
+def tight_crop(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """Cropped to the digit (0-2 px margin): the ink touches the borders. Either polarity."""
+    mask = np.pad(stroke_mask(digit, int(rng.integers(60, 161))), int(rng.integers(0, 3)))
+    dark_on_light = rng.random() < 0.5
+    pixels = paint(mask, np.float32(255 if dark_on_light else 0), np.float32(0 if dark_on_light else 255))
+    return encode(Image.fromarray(to_uint8(pixels)), "PNG")
+
+
+def mnist_png(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """The MNIST image itself as a 28x28 PNG: what a client who already preprocessed sends."""
+    return encode(Image.fromarray(digit), "PNG")
+
+
+STYLES: dict[str, Style] = {
+    "canvas-black": canvas_black,
+    "canvas-white": canvas_white,
+    "paper": paper,
+    "phone-photo": phone_photo,
+    "chalkboard": chalkboard,
+    "coloured": coloured,
+    "small": small,
+    "large": large,
+    "wide-frame": wide_frame,
+    "thick": thick,
+    "thin": thin,
+    "jpeg-heavy": jpeg_heavy,
+    "palette-gif": palette_gif,
+    "tight-crop": tight_crop,
+    "mnist-png": mnist_png,
+}
+
+
+# --- Evaluation -----------------------------------------------------------------------------------
+
+
+class Model:
+    def __init__(self, path: Path) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        labels = []
+        for start in range(0, len(images), 256):
+            batch = images[start : start + 256, :, :, None].astype(np.float32)
+            labels.append(self.session.run(None, {self.input_name: batch})[0].argmax(axis=1))
+        return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
+def evaluate_style(
+    name: str, style: Style, images: np.ndarray, labels: np.ndarray, model: Model
+) -> dict[str, object]:
+    rng = np.random.default_rng([SEED, list(STYLES).index(name)])
+    inputs = np.zeros((len(images), 28, 28), dtype=np.float32)
+    refused = 0
+    render_s = preprocess_s = 0.0
+    for i, digit in enumerate(images):
+        start = time.perf_counter()
+        data, _ = style(digit, rng)
+        middle = time.perf_counter()
+        try:
+            inputs[i] = image_to_input(data, MAX_PIXELS)
+        except ServiceError:
+            refused += 1  # counted wrong: a zero image, which no digit looks like
+        preprocess_s += time.perf_counter() - middle
+        render_s += middle - start
+    predicted = model.predict(inputs)
+    wrong = np.flatnonzero(predicted != labels)
+    return {
+        "style": name,
+        "n": len(images),
+        "correct": int(len(images) - len(wrong)),
+        "accuracy": float(1 - len(wrong) / len(images)),
+        "refused": refused,
+        "preprocess_ms": 1000 * preprocess_s / len(images),
+        "wrong": wrong,
+        "predicted": predicted,
+        "inputs": inputs,
+    }
+
+
+def markdown(results: list[dict[str, object]], summary: dict[str, object]) -> str:
+    lines = [
+        "# Real-world accuracy",
+        "",
+        "MNIST test digits re-rendered as real-world uploads (canvas drawings, phone photos, chalk,",
+        "tiny and huge images, palette GIFs, heavy JPEG...), encoded to file bytes, then run through",
+        "the service's own preprocessing (`service.preprocess.image_to_input`) and the ONNX model.",
+        "Generated by `benchmarks/realworld.py`; the styles are described in its docstrings.",
+        "",
+        f"- Date: {summary['date']}",
+        f"- Command: `{summary['command']}`",
+        f"- Model: `{summary['model']}` (sha256 `{summary['sha256']}`)",
+        f"- Digits per style: {summary['per_style']} (the same test digits for every style, seed {SEED})",
+        f"- Plain MNIST test accuracy (10,000 raw test images): **{summary['mnist_accuracy']:.2%}**",
+        f"- Plain MNIST accuracy on the same {summary['per_style']} digits: {summary['subset_accuracy']:.2%}",
+        f"- Real-world accuracy, all styles: **{summary['overall']:.2%}**",
+        "",
+        "| style | accuracy | errors | refused | preprocess ms/image |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['style']} | {r['accuracy']:.2%} | {r['n'] - r['correct']} | {r['refused']} "  # type: ignore[operator]
+            f"| {r['preprocess_ms']:.2f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: MNIST_DATA_DIR or the cache)")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist-improved.onnx")
+    parser.add_argument("--per-style", type=int, default=1000, help="test digits per style (default 1000)")
+    parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated subset of styles")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the results table here")
+    parser.add_argument("--show-errors", type=Path, default=None, help="save a PNG grid of failures per style")
+    args = parser.parse_args(argv)
+
+    mnist = load_mnist(args.data_dir)
+    test = mnist.test
+    model = Model(args.model)
+    mnist_accuracy = float((model.predict(test.images.astype(np.float32) / 255) == test.labels).mean())
+
+    order = np.random.default_rng(SEED).permutation(len(test))[: args.per_style]
+    images, labels = test.images[order], test.labels[order]
+    subset_accuracy = float((model.predict(images.astype(np.float32) / 255) == labels).mean())
+    print(f"model {args.model.name}: MNIST test accuracy {mnist_accuracy:.2%} (10,000 images), "
+          f"{subset_accuracy:.2%} on the {len(order)} digits used per style")
+
+    results = []
+    for name in args.styles.split(","):
+        result = evaluate_style(name, STYLES[name], images, labels, model)
+        results.append(result)
+        print(f"{name:14s} {result['accuracy']:7.2%}  errors {result['n'] - result['correct']:4d}  "  # type: ignore[operator]
+              f"refused {result['refused']:3d}  preprocess {result['preprocess_ms']:.2f} ms/image", flush=True)
+        if args.show_errors is not None:
+            save_errors(args.show_errors, name, result, images, labels)
+    correct = sum(int(r["correct"]) for r in results)  # type: ignore[call-overload]
+    total = sum(int(r["n"]) for r in results)  # type: ignore[call-overload]
+    overall = correct / total
+    print(f"{'overall':14s} {overall:7.2%}  ({correct}/{total}); MNIST test {mnist_accuracy:.2%}, "
+          f"gap {100 * (mnist_accuracy - overall):+.2f} points")
+
+    if args.markdown is not None:
+        summary = {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python " + " ".join(shlex.quote(a) for a in (["benchmarks/realworld.py"] + sys.argv[1:])),
+            "model": args.model.name if args.model.is_relative_to(ROOT) is False else str(args.model.relative_to(ROOT)),
+            "sha256": hashlib.sha256(args.model.read_bytes()).hexdigest()[:16],
+            "per_style": len(order),
+            "mnist_accuracy": mnist_accuracy,
+            "subset_accuracy": subset_accuracy,
+            "overall": overall,
+        }
+        args.markdown.write_text(markdown(results, summary))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def save_errors(directory: Path, name: str, result: dict[str, object], images: np.ndarray, labels: np.ndarray) -> None:
+    """A strip per failure: the MNIST original beside what the preprocessing made of the rendering."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wrong = result["wrong"][:40]  # type: ignore[index]
+    if len(wrong) == 0:
+        return
+    inputs = result["inputs"]
+    rows = [np.concatenate((images[i] / 255, np.ones((28, 2)), inputs[i]), axis=1) for i in wrong]  # type: ignore[index]
+    grid = np.concatenate([np.pad(r, 1, constant_values=0.5) for r in rows], axis=0)
+    Image.fromarray(to_uint8(grid * 255)).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.Resampling.NEAREST).save(
+        directory / f"{name}.png"
+    )
+    info = {int(i): {"label": int(labels[i]), "predicted": int(result["predicted"][i])} for i in wrong}  # type: ignore[index]
+    (directory / f"{name}.json").write_text(json.dumps(info))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
