@@ -354,7 +354,7 @@
     drawSeen(p.input);
     uploadFigure.hidden = source.kind !== 'upload';
     const parts = [];
-    if (p.model_version) parts.push('Model ' + p.model_version);
+    if (p.model_version) parts.push('Model version ' + p.model_version);
     parts.push(Math.round(elapsedMs) + ' ms');
     meta.textContent = parts.join(' · ');
     const what = source.kind === 'upload' ? 'the image' : 'your drawing';

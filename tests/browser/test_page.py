@@ -488,8 +488,11 @@ def test_phone_viewport(open_tab: Callable[..., Tab]) -> None:
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     expect(page.locator("#result-card")).to_have_attribute("data-state", re.compile("done|error"))
     expect_prediction(page, "7")
-    # Drawing did not scroll the page, and nothing is wider than the screen.
+    # Drawing did not scroll the page, nothing is wider than the screen, and the answer shows
+    # without scrolling.
     assert page.evaluate("window.scrollY") == 0
+    digit = page.locator("#digit").bounding_box()
+    assert digit is not None and digit["y"] + digit["height"] <= PHONE["height"], digit
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "phone", full_page=False, docs_name="screenshot-phone.png")
     screenshot(page, "phone-full")
