@@ -185,7 +185,7 @@ def runtime(stages: list[Stage]) -> Stage:
 @pytest.fixture(scope="module")
 def healthcheck(runtime: Stage) -> list[str]:
     command = runtime.last("HEALTHCHECK").exec_form()
-    assert command, "HEALTHCHECK must be exec form: HEALTHCHECK [options] CMD [\"python\", \"-c\", ...]"
+    assert command, 'HEALTHCHECK must be exec form: HEALTHCHECK [options] CMD ["python", "-c", ...]'
     return command
 
 
@@ -300,7 +300,11 @@ def builder_requirements(stages: list[Stage], stage_name: str) -> list[str]:
     stage = {s.name: s for s in stages}[stage_name]
     run_args = next(i.args for i in stage.all("RUN") if "tomllib" in i.args)
     command = run_args.split(" > ")[0]
-    result = run(["sh", "-c", command], cwd=ROOT, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    result = run(
+        ["sh", "-c", command],
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     assert result.returncode == 0, result.stderr
     return [line for line in result.stdout.splitlines() if line.strip()]
 
@@ -411,9 +415,19 @@ def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_else(stages: 
         assert (ROOT / source).exists(), source
         assert in_context(source, patterns), f"{source} is copied but excluded by .dockerignore"
     assert in_context("service/app.py", patterns) and in_context("models/mnist-improved.onnx", patterns)
-    for unwanted in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "docs/deployment.md", ".env",
-                     "test-artifacts/report.html", "benchmarks/run.py", "service/__pycache__/app.cpython-311.pyc",
-                     ".ruff_cache/x", "Dockerfile", "docker-compose.yml"):
+    for unwanted in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "docs/deployment.md",
+        ".env",
+        "test-artifacts/report.html",
+        "benchmarks/run.py",
+        "service/__pycache__/app.cpython-311.pyc",
+        ".ruff_cache/x",
+        "Dockerfile",
+        "docker-compose.yml",
+    ):
         assert not in_context(unwanted, patterns), f"{unwanted} would be sent to the builder"
 
 
@@ -476,7 +490,7 @@ def test_api_service(compose: dict, stages: list[Stage], healthcheck: list[str],
 
     env = {k: interpolate_default(v) for k, v in api["environment"].items()}
     assert env["DIGITS_HOST"] == "0.0.0.0" and env["DIGITS_PORT"] == "8000"
-    unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_"):].lower() not in settings_fields}
+    unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_") :].lower() not in settings_fields}
     assert not unknown, f"not settings of the service: {unknown}"
     assert any("${" in str(v) for v in api["environment"].values())
     defaults = Settings()
@@ -571,11 +585,13 @@ def test_deployment(runtime: Stage, settings_fields: set[str]) -> None:
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in ("http", ports["http"])
     assert env["DIGITS_HOST"] == "0.0.0.0"
-    unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_"):].lower() not in settings_fields}
+    unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_") :].lower() not in settings_fields}
     assert not unknown, f"not settings of the service: {unknown}"
     resources = container["resources"]
     assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
-    assert spec["terminationGracePeriodSeconds"] > float(env["DIGITS_SHUTDOWN_DRAIN_S"]) + float(env["DIGITS_SHUTDOWN_TIMEOUT_S"])
+    assert spec["terminationGracePeriodSeconds"] > float(env["DIGITS_SHUTDOWN_DRAIN_S"]) + float(
+        env["DIGITS_SHUTDOWN_TIMEOUT_S"]
+    )
 
 
 def test_service_and_hpa_point_at_the_deployment() -> None:
@@ -586,7 +602,11 @@ def test_service_and_hpa_point_at_the_deployment() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     hpa = load_manifest("hpa.yaml")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     pdb = load_manifest("pdb.yaml")
@@ -668,8 +688,9 @@ def serve(stages: list[Stage], runtime: Stage, healthcheck: list[str], tmp_path:
         command = runtime.last("CMD").exec_form()
         assert command
         log = open(tmp_path / f"server{len(processes)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(command, cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         processes.append(process)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not ready(env, app):
@@ -692,7 +713,9 @@ def test_healthcheck_fails_when_nothing_listens(stages: list[Stage], healthcheck
     assert "Connection refused" in result.stderr
 
 
-def test_healthcheck_fails_while_the_service_is_not_ready(stages: list[Stage], healthcheck: list[str], tmp_path: Path) -> None:
+def test_healthcheck_fails_while_the_service_is_not_ready(
+    stages: list[Stage], healthcheck: list[str], tmp_path: Path
+) -> None:
     """A 503 from /health/ready (loading, or draining on SIGTERM) is unhealthy."""
     import http.server
 
@@ -720,8 +743,14 @@ def test_image_cmd_and_healthcheck_in_the_image_layout(serve, healthcheck: list[
     process, env, app = serve(Path(sys.executable).parent)
 
     # The code that ran is the copy in the image-like /app, not the checkout.
-    located = subprocess.run([sys.executable, "-c", "import service; print(service.__file__)"], cwd=app, env=env,
-                             capture_output=True, text=True, check=True)
+    located = subprocess.run(
+        [sys.executable, "-c", "import service; print(service.__file__)"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert Path(located.stdout.strip()).is_relative_to(app), located.stdout
 
     pids = process_tree(process.pid)
@@ -764,18 +793,28 @@ def test_image_venv_built_by_the_builder_stage_serves(stages: list[Stage], serve
             for source in copies(Stage("x", "x", [instruction]))[0][1]:
                 shutil.copy2(ROOT / source, build / source)
         elif instruction.keyword == "RUN":
-            command = instruction.args.replace("/opt/venv", str(venv)).replace("/tmp/", f"{tmp_path}/")
+            command = re.sub(r"/tmp/(?=requirements)", f"{tmp_path}/", instruction.args).replace("/opt/venv", str(venv))
             command = re.sub(r"^python ", f"{shlex.quote(base_python)} ", command) if not venv.exists() else command
-            result = subprocess.run(["sh", "-c", command], cwd=build, env=env, capture_output=True, text=True,
-                                    timeout=900)
-            if result.returncode != 0 and "pip install" in command and not IN_CI and re.search(
-                r"(?i)connection|resolve|network", result.stdout + result.stderr
+            result = subprocess.run(
+                ["sh", "-c", command], cwd=build, env=env, capture_output=True, text=True, timeout=900
+            )
+            if (
+                result.returncode != 0
+                and "pip install" in command
+                and not IN_CI
+                and re.search(r"(?i)connection|resolve|network", result.stdout + result.stderr)
             ):
                 pytest.skip("PyPI is unreachable: cannot build the image's venv here")
             assert result.returncode == 0, f"RUN {instruction.args}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    installed = {requirement_name(line)[0] for line in subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
-        check=True).stdout.split()}
+    installed = {
+        requirement_name(line)[0]
+        for line in subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    }
     assert not installed & TRAINING_ONLY
     process, _, _ = serve(venv / "bin")
     assert process.poll() is None
@@ -815,10 +854,8 @@ class StubDockerDns:
         name = ".".join(labels).lower()
         if name != "api":
             return struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0) + question  # NXDOMAIN
-        records = [a for a in self.addresses] if qtype == 1 else []
-        answers = b"".join(
-            struct.pack("!HHHIH", 0xC00C, 1, 1, 600, 4) + socket.inet_aton(a) for a in records
-        )
+        records = list(self.addresses) if qtype == 1 else []
+        answers = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 600, 4) + socket.inet_aton(a) for a in records)
         return struct.pack("!HHHHHH", ident, 0x8180, 1, len(records), 0, 0) + question + answers
 
     def close(self) -> None:
@@ -869,7 +906,9 @@ def nginx_request(
 ) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection(host, port, timeout=30)
     try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/octet-stream"} if body else {})
+        connection.request(
+            method, path, body=body, headers={"Content-Type": "application/octet-stream"} if body else {}
+        )
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -900,8 +939,11 @@ def test_nginx_balances_over_replicas_and_picks_up_new_ones(serve, stages: list[
     conf.write_text(nginx_config_for_test(dns.port, lb_port, port, workdir))
     log = workdir / "nginx.log"
     with open(log, "w") as out:
-        lb = subprocess.Popen([nginx, "-p", str(workdir), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
-                              stdout=out, stderr=subprocess.STDOUT)
+        lb = subprocess.Popen(
+            [nginx, "-p", str(workdir), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -917,7 +959,7 @@ def test_nginx_balances_over_replicas_and_picks_up_new_ones(serve, stages: list[
         # One replica: everything goes to it.
         mark = len(log.read_text().splitlines())
         for _ in range(10):
-            assert nginx_request(lb_port, "GET", "/health/live")[0] == 200
+            assert nginx_request(lb_port, "GET", "/model")[0] == 200
         assert set(upstreams(log, mark)) == {f"{replicas[0]}:{port}"}, log.read_text()
 
         # `--scale api=2`: the DNS answer grows; nginx sees it once its cached answer expires.
@@ -926,7 +968,7 @@ def test_nginx_balances_over_replicas_and_picks_up_new_ones(serve, stages: list[
         time.sleep(11)
         mark = len(log.read_text().splitlines())
         for _ in range(20):
-            assert nginx_request(lb_port, "GET", "/health/live")[0] == 200
+            assert nginx_request(lb_port, "GET", "/model")[0] == 200
         seen = upstreams(log, mark)
         assert dns.queries > queries, "nginx did not ask the DNS server again"
         assert set(seen) == {f"{a}:{port}" for a in replicas} and min(seen.values()) >= 5, seen
