@@ -65,6 +65,10 @@ UNSUPPORTED_CONTENT_TYPE = (
     "'{field}', a raw image body (" + ", ".join(SUPPORTED_IMAGE_TYPES) + "), or application/json "
     "with {json_forms}"
 )
+UNSUPPORTED_BATCH_CONTENT_TYPE = (
+    "unsupported Content-Type {content_type!r} for a batch: send multipart/form-data with one file "
+    "field '{field}' per image, or application/json with {json_forms}"
+)
 UNSUPPORTED_IMAGE_TYPE = (
     "unsupported image type {content_type!r}: send PNG, JPEG, WebP, BMP, GIF or TIFF"
 )

@@ -113,12 +113,15 @@ def _check_count(count: int, limit: int) -> None:
         raise errors.InvalidInput(errors.EMPTY_BATCH)
 
 
-def _unsupported(content_type: str, field: str, json_forms: str) -> errors.UnsupportedMediaType:
-    if content_type.startswith("image/"):
+def _unsupported(
+    content_type: str, field: str, json_forms: str, batch: bool = False
+) -> errors.UnsupportedMediaType:
+    if content_type.startswith("image/") and content_type not in parsing.IMAGE_TYPES:
         return errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=content_type))
+    # A supported image type sent raw to the batch endpoint is a wrong form, not a wrong image type.
+    message = errors.UNSUPPORTED_BATCH_CONTENT_TYPE if batch else errors.UNSUPPORTED_CONTENT_TYPE
     return errors.UnsupportedMediaType(
-        errors.UNSUPPORTED_CONTENT_TYPE.format(content_type=content_type or "none", field=field,
-                                               json_forms=json_forms)
+        message.format(content_type=content_type or "none", field=field, json_forms=json_forms)
     )
 
 
@@ -178,7 +181,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
             return _images(datas, settings.max_image_pixels)
         return _pixels(value, batch=True)
-    raise _unsupported(kind, "files", json_forms)
+    raise _unsupported(kind, "files", json_forms, batch=True)
 
 
 # --- OpenAPI descriptions of the request bodies -------------------------------------------------
