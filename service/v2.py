@@ -189,23 +189,29 @@ def _object(value: object, field: str) -> dict[str, object]:
     return value
 
 
+def _parameters(value: object, field: str) -> dict[str, object]:
+    """A parameters object: names to strings, numbers or booleans, none asking for a missing feature."""
+    parameters = _object(value, field)
+    for name, item in parameters.items():
+        if not isinstance(item, (str, int, float)):
+            raise bad(FIELD_TYPE.format(field=f"{field}.{name}"[:120], expected="a string, number or boolean"))
+    for name, hint in UNSUPPORTED_PARAMETERS.items():
+        if name in parameters:
+            raise bad(UNSUPPORTED_PARAMETER.format(name=name, hint=hint))
+    return parameters
+
+
 def _flag(parameters: dict[str, object], name: str, field: str) -> bool | None:
     value = parameters.get(name)
     if value is None or isinstance(value, bool):
         return value
-    raise bad(FIELD_TYPE.format(field=f"{field}.parameters.{name}", expected="true or false"))
-
-
-def _check_parameters(parameters: dict[str, object]) -> None:
-    for name, hint in UNSUPPORTED_PARAMETERS.items():
-        if name in parameters:
-            raise bad(UNSUPPORTED_PARAMETER.format(name=name, hint=hint))
+    raise bad(FIELD_TYPE.format(field=f"{field}.{name}", expected="true or false"))
 
 
 def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
     """The outputs to return, each with whether it goes as binary data."""
-    parameters = _object(body.get("parameters"), "'parameters'")
-    all_binary = _flag(parameters, "binary_data_output", "the request") or False
+    parameters = _parameters(body.get("parameters"), "parameters")
+    all_binary = _flag(parameters, "binary_data_output", "parameters") or False
     requested = body.get("outputs")
     if requested is None or requested == []:
         return [(PROBABILITIES, all_binary), (DIGIT, all_binary)]
@@ -221,9 +227,8 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
             raise bad(UNKNOWN_OUTPUT.format(name=name[:100]))
         if any(name == seen for seen, _ in outputs):
             raise bad(DUPLICATE_OUTPUT.format(name=name))
-        output_parameters = _object(item.get("parameters"), f"outputs[{i}].parameters")
-        _check_parameters(output_parameters)
-        binary = _flag(output_parameters, "binary_data", f"outputs[{i}]")
+        output_parameters = _parameters(item.get("parameters"), f"outputs[{i}].parameters")
+        binary = _flag(output_parameters, "binary_data", f"outputs[{i}].parameters")
         outputs.append((name, all_binary if binary is None else binary))
     return outputs
 
@@ -246,8 +251,6 @@ def _shape(value: object, name: str, tail: list[int], limit: int) -> int:
 
 def inference_work(body: dict[str, object], binary: memoryview | None, settings: Settings) -> Prepare:
     """Check the request's input tensor and return the work for the batcher."""
-    request_parameters = _object(body.get("parameters"), "'parameters'")
-    _check_parameters(request_parameters)
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         if isinstance(inputs, list):
@@ -271,8 +274,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
     count = _shape(tensor.get("shape"), name, tail, limit)
     shape = [count, *tail]
 
-    parameters = _object(tensor.get("parameters"), "inputs[0].parameters")
-    _check_parameters(parameters)
+    parameters = _parameters(tensor.get("parameters"), "inputs[0].parameters")
     size = parameters.get("binary_data_size")
     data = tensor.get("data")
     if size is None:
@@ -599,11 +601,6 @@ def _infer_spec() -> dict[str, Any]:
         "header gives the JSON's length in bytes."
     )
     return {
-        "parameters": [{
-            "name": "Inference-Header-Content-Length", "in": "header", "required": False,
-            "schema": {"type": "integer", "minimum": 1},
-            "description": "Length of the JSON part when binary tensor data follows it.",
-        }],
         "requestBody": {"required": True, "content": {
             JSON: {"schema": _inline(InferenceRequest.model_json_schema()), "examples": examples},
             BINARY: {"schema": {"type": "string", "format": "binary"}, "description": binary_description},

@@ -386,7 +386,9 @@ JSON_ERRORS = [
      "parameter 'classification' is not supported"),
     ("id-not-string", {"id": 42, "inputs": [image_tensor(blank())]}, "'id' must be a string"),
     ("binary-flag-not-bool", {"inputs": [image_tensor(blank())], "parameters": {"binary_data_output": "yes"}},
-     "binary_data_output must be true or false"),
+     "parameters.binary_data_output must be true or false"),
+    ("parameter-not-scalar", {"inputs": [image_tensor(blank())], "parameters": {"x": {"y": 1}}},
+     "parameters.x must be a string, number or boolean"),
 ]
 
 
