@@ -22,8 +22,9 @@ RUN python -m venv /opt/venv
 # Only pyproject.toml goes in here, so that this layer is rebuilt when the dependencies change,
 # not on every code change. The project itself is not installed: the runtime runs it from /app.
 COPY pyproject.toml ./
-# `pip install .` would also pull in the `training` package; reading [project].dependencies
-# with tomllib installs the core (service) requirements only, never an extra.
+# `pip install .` would install the project itself (training/ included) and need all its source
+# before this layer; reading [project].dependencies with tomllib installs the core (service)
+# requirements only, never an extra.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
