@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--shift", type=float, default=defaults.shift, help="fraction of the image size")
     train.add_argument("--zoom", type=float, default=defaults.zoom, help="fraction of the image size")
     train.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience, epochs")
+    train.add_argument(
+        "--early-stopping-start", type=int, help="first epoch early stopping may stop at; default by architecture"
+    )
     train.add_argument("--validation-size", type=int, default=defaults.validation_size)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(

@@ -9,8 +9,10 @@ from typing import Any
 #: (Adam at 1e-3, batch 128, 5 epochs, no augmentation); the improved model trains longer
 #: with augmentation and a warm-up + cosine learning-rate schedule.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "baseline": {"epochs": 5, "learning_rate": 1e-3, "augment": False, "schedule": "constant"},
-    "improved": {"epochs": 30, "learning_rate": 3e-3, "augment": True, "schedule": "cosine"},
+    "baseline": {"epochs": 5, "learning_rate": 1e-3, "augment": False, "schedule": "constant",
+                 "early_stopping_start": 0},
+    "improved": {"epochs": 30, "learning_rate": 3e-3, "augment": True, "schedule": "cosine",
+                 "early_stopping_start": 20},
 }
 
 
@@ -34,8 +36,11 @@ class TrainConfig:
     rotation_deg: float = 10.0
     shift: float = 0.1
     zoom: float = 0.1
-    #: Early stopping: epochs without a better validation loss before training stops.
+    #: Early stopping: epochs without a better validation loss before training stops, counted
+    #: from ``early_stopping_start`` on. While the learning rate is still high the validation
+    #: loss is noisy; the schedule's low-rate final epochs are where the best models come from.
     patience: int = 8
+    early_stopping_start: int | None = None
     #: Images held out from the end of the training set for validation.
     validation_size: int = 5_000
     seed: int = 42

@@ -97,7 +97,9 @@ def train(config: TrainConfig, data: Mnist | None = None) -> dict[str, Any]:
             keras.callbacks.ModelCheckpoint(
                 str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True
             ),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.patience, start_from_epoch=config.early_stopping_start or 0
+            ),
         ]
         validation = (to_model_input(data.validation.images), data.validation.labels.astype(np.int32))
         started = time.perf_counter()
