@@ -43,6 +43,9 @@ DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 #: Paths that stay open when API keys are configured: probes, the page, and the docs.
 OPEN_PATHS = ("/health/", "/v2/health/", "/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Probes are never throttled: an orchestrator must not restart or drain an instance because the
+#: clients behind the same address (a proxy, a NAT) are busy.
+PROBE_PATHS = ("/health/", "/v2/health/")
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -110,7 +113,7 @@ class ServiceMiddleware:
         try:
             if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
                 raise errors.Unauthorized(errors.MISSING_API_KEY)
-            if self.per_client:
+            if self.per_client and not path.startswith(PROBE_PATHS):
                 if self.runtime.in_flight.get(client, 0) >= self.per_client:
                     raise errors.TooManyRequests(
                         errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1), retry_after=1
@@ -121,11 +124,11 @@ class ServiceMiddleware:
                 await self.app(scope, receive, send_wrapper)
         except errors.ServiceError as exc:
             if not response_started:
-                await error_response(exc).__call__(scope, receive, send_wrapper)
+                await middleware_error(path, exc).__call__(scope, receive, send_wrapper)
         except TimeoutError:
             if not response_started:
                 timeout = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
-                await error_response(timeout).__call__(scope, receive, send_wrapper)
+                await middleware_error(path, timeout).__call__(scope, receive, send_wrapper)
         finally:
             if counted:
                 remaining = self.runtime.in_flight[client] - 1
@@ -159,6 +162,16 @@ class ServiceMiddleware:
         for key in self.keys:
             matched |= hmac.compare_digest(given, key)
         return matched
+
+
+def middleware_error(path: str, exc: errors.ServiceError) -> Response:
+    """The middleware's own refusals (401, 429, 504), in the form of the API the path belongs to."""
+    if not path.startswith("/v2"):
+        return error_response(exc)
+    response = v2.error_response(exc)
+    if isinstance(exc, errors.TooManyRequests):
+        response.headers["retry-after"] = str(exc.retry_after)
+    return response
 
 
 def error_response(exc: errors.ServiceError) -> Response:
@@ -226,6 +239,55 @@ def add_docs(app: FastAPI) -> None:
             redoc_favicon_url="/docs-assets/favicon.png",
             with_google_fonts=False,
         )
+
+
+#: What ServiceMiddleware itself can answer, on any route it guards.
+MIDDLEWARE_RESPONSES = {
+    "401": "An API key is configured (DIGITS_API_KEYS) and the request did not carry a valid one.",
+    "429": "Too many requests in flight from this client (DIGITS_MAX_CONCURRENT_PER_CLIENT); retry after "
+    "the Retry-After seconds.",
+    "504": "The request took longer than the limit (DIGITS_REQUEST_TIMEOUT_S).",
+}
+
+
+def document_middleware(app: FastAPI, settings: Settings) -> None:
+    """Add the middleware's answers (and the API-key schemes, when keys are set) to every operation."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            known = components.get("schemas", {})
+            guarded = []
+            for path, operations in schema.get("paths", {}).items():
+                name = "V2Error" if path.startswith("/v2") else "ErrorResponse"
+                body = ({"$ref": f"#/components/schemas/{name}"} if name in known
+                        else {"type": "object", "properties": {"detail": {"type": "string"}}})
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    for code, description in MIDDLEWARE_RESPONSES.items():
+                        if (code == "401" and path.startswith(OPEN_PATHS)) or (
+                                code == "429" and path.startswith(PROBE_PATHS)):
+                            continue
+                        responses.setdefault(code, {"description": description,
+                                                    "content": {"application/json": {"schema": body}}})
+                    if code_429 := responses.get("429"):
+                        retry_after = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+                        code_429.setdefault("headers", {"Retry-After": retry_after})
+                    if not path.startswith(OPEN_PATHS):
+                        guarded.append(operation)
+            if settings.api_keys:
+                components["securitySchemes"] = {
+                    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                    "BearerKey": {"type": "http", "scheme": "bearer"},
+                }
+                for operation in guarded:
+                    operation["security"] = [{"APIKeyHeader": []}, {"BearerKey": []}]
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_drain_handler(runtime: Runtime) -> None:
@@ -297,6 +359,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     add_error_handlers(app)
+    document_middleware(app, settings)
     app.add_middleware(ServiceMiddleware, runtime=runtime)
     # Outermost, so that preflight requests (which carry no API key) are answered.
     if settings.cors_origins:
