@@ -154,13 +154,11 @@
 
   function predictDrawing() {
     if (strokes.length === 0) return;
-    pad.toBlob((blob) => {
-      if (!blob) {
-        showError('The drawing could not be read', 'Your browser could not export the canvas. Try uploading an image instead.');
-        return;
-      }
-      predict(blob, { 'Content-Type': 'image/png' }, { kind: 'drawing' });
-    }, 'image/png');
+    // toDataURL, not toBlob: Chromium runs toBlob as an idle task, which can wait up to a
+    // second on a busy or headless page. Encoding a canvas this size takes milliseconds.
+    const base64 = pad.toDataURL('image/png').split(',')[1];
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    predict(new Blob([bytes], { type: 'image/png' }), { 'Content-Type': 'image/png' }, { kind: 'drawing' });
   }
 
   // ---- Upload: file input, drag and drop, paste -------------------------------------------
@@ -332,10 +330,10 @@
   }
 
   function percent(p) {
-    if (p > 0 && p < 0.001) return '<0.1%';
-    // Round down so a confident answer reads 99.9%, never a certain-looking 100.0%.
-    const tenths = p >= 1 ? 1000 : Math.floor(p * 1000);
-    return (tenths / 10).toFixed(1) + '%';
+    // The service rounds probabilities, so 1 and 0 appear; a softmax is never quite either.
+    if (p >= 0.999) return '>99.9%';
+    if (p < 0.001) return '<0.1%';
+    return (Math.floor(p * 1000) / 10).toFixed(1) + '%'; // round down: 99.96% is not 100.0%
   }
 
   function showPrediction(p, source, elapsedMs) {
@@ -358,7 +356,8 @@
     parts.push(Math.round(elapsedMs) + ' ms');
     meta.textContent = parts.join(' · ');
     const what = source.kind === 'upload' ? 'the image' : 'your drawing';
-    statusLine.textContent = `The model reads ${what} as ${p.digit}, with ${percent(p.confidence)} confidence.`;
+    const spoken = percent(p.confidence).replace('>', 'over ').replace('<', 'under ');
+    statusLine.textContent = `The model reads ${what} as ${p.digit}, with ${spoken} confidence.`;
   }
 
   function drawSeen(input) {

@@ -292,7 +292,7 @@ def ink_pixels(page: Page) -> int:
 def expect_prediction(page: Page, digit: str) -> None:
     expect(page.locator("#error")).to_be_empty()
     expect(page.locator("#digit")).to_have_text(digit)
-    expect(page.locator("#confidence")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
+    expect(page.locator("#confidence")).to_have_text(re.compile(r"^(>99\.9|\d{1,2}\.\d)%$"))
     expect(page.locator("#bars li")).to_have_count(10)
     expect(page.locator("#bars li.top .bar-label")).to_have_text(digit)
     expect(page.get_by_role("status")).to_contain_text(f"as {digit}")
