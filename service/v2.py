@@ -15,6 +15,7 @@ the size limits.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import math
@@ -151,7 +152,7 @@ async def read_request(request: Request, settings: Settings) -> tuple[dict[str, 
     body = await parsing.read_body(request.headers.get("content-length"), request.stream(), settings.max_body_bytes)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        body = decompress(body, encoding, settings.max_body_bytes)
+        body = await asyncio.to_thread(decompress, body, encoding, settings.max_body_bytes)
     declared = request.headers.get(HEADER_LENGTH)
     if declared is None:
         return parsing.loads_json(body, EXAMPLE), None

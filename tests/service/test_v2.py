@@ -493,3 +493,28 @@ def test_openapi_documents_v2_with_error_schemas(server: Server) -> None:
                  "/v2/models/{model_name}/versions/{model_version}/ready",
                  "/v2/models/{model_name}/versions/{model_version}/infer"):
         assert path in spec["paths"], path
+
+
+# --- Probes, keys and draining, in-process --------------------------------------------------------
+
+
+def test_health_stays_open_with_api_keys_and_readiness_follows_draining() -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import Settings
+
+    with TestClient(create_app(Settings(api_keys=["secret-key"], workers=1)), raise_server_exceptions=False) as client:
+        name = client.get("/model", headers={"x-api-key": "secret-key"}).json()["name"]
+        assert client.get("/v2/health/live").status_code == 200
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.get("/v2").status_code == 401
+        assert client.post(f"/v2/models/{name}/infer", json={}).status_code == 401
+        assert client.get(f"/v2/models/{name}/ready", headers={"x-api-key": "secret-key"}).status_code == 200
+        client.app.state.runtime.draining = True  # type: ignore[attr-defined]
+        for path in ("/v2/health/ready", f"/v2/models/{name}/ready"):
+            response = client.get(path, headers={"x-api-key": "secret-key"})
+            assert response.status_code == 503
+            assert response.json() == {"error": errors.SHUTTING_DOWN}
+        assert client.get("/v2/health/live").status_code == 200
+        client.app.state.runtime.draining = False  # type: ignore[attr-defined]
