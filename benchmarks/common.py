@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -167,6 +168,54 @@ class ProcessMemory:
     peak_rss_mb: float  # VmHWM: the largest resident set the process has had
     rss_mb: float
     role: str = "main"  # "main" (the process started), "worker" (a uvicorn worker) or "helper"
+
+
+def busy_cores(sample_s: float = 1.0) -> float:
+    """How many cores the machine keeps busy, averaged over ``sample_s`` seconds (from /proc/stat)."""
+
+    def busy() -> int:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+
+    before, started = busy(), time.monotonic()
+    time.sleep(sample_s)
+    return (busy() - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - started)
+
+
+class CpuMeter:
+    """How much CPU the rest of the machine used while one server was under load, in cores.
+
+    Everything busy on the machine (/proc/stat) less what the server's processes and hey used: on a
+    shared machine, a run with a high figure here had less than the whole machine.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.ticks_per_s = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> tuple[float, int, int, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait; guest is inside user
+        server = 0
+        for pid in descendants(self.server_pid):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                server += int(stat[11]) + int(stat[12])  # utime + stime
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # hey, once it has been waited for
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        waited = (children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime) * self.ticks_per_s
+        return time.monotonic(), busy, server, waited
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._sample()
+        self.other_cores = float("nan")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        end = self._sample()
+        elapsed = end[0] - self.start[0]
+        other = (end[1] - self.start[1]) - (end[2] - self.start[2]) - (end[3] - self.start[3])
+        self.other_cores = max(0.0, other / self.ticks_per_s / elapsed) if elapsed > 0 else float("nan")
 
 
 def process_memory(pid: int) -> ProcessMemory | None:

@@ -44,9 +44,11 @@ if __package__ in (None, ""):
 from benchmarks.common import (
     MULTIPART_CONTENT_TYPE,
     ROOT,
+    CpuMeter,
     HeyResult,
     ProcessMemory,
     Server,
+    busy_cores,
     default_model_path,
     free_port,
     git_commit,
@@ -68,6 +70,8 @@ TARGET_BATCH_VS_INPROCESS = 0.5
 TARGET_RSS_MB = 150.0
 
 OBVIOUS, FLOOR = "obvious", "floor"
+#: More CPU than this used by other processes during a run, in cores, and the run was not alone.
+QUIET_CORES = 0.25
 
 
 # --------------------------------------------------------------------------- what is measured
@@ -114,6 +118,7 @@ class Run:
     batch_size: int = 0
     memory: list[ProcessMemory] = field(default_factory=list)
     startup_s: float = float("nan")
+    other_cores: float = float("nan")  # CPU the rest of the machine used during the /predict load
     accuracy: str = ""
     error: str = ""
 
@@ -253,6 +258,17 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def wait_until_quiet(limit_s: float) -> float:
+    """Wait, at most ``limit_s`` seconds, for the machine to be idle; returns the busy cores seen last."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = busy_cores()
+        if busy <= QUIET_CORES or time.monotonic() >= deadline:
+            return busy
+        log(f"  waiting for a quiet machine: {busy:.2f} cores busy")
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+
+
 def run_target(
     target: Target,
     round_no: int,
@@ -262,6 +278,8 @@ def run_target(
     log_dir: Path,
 ) -> Run:
     run = Run(target.name, round_no, batch_size=args.batch_size)
+    if args.wait_quiet > 0:
+        wait_until_quiet(args.wait_quiet)
     port = free_port()
     server = Server(
         target.name,
@@ -279,9 +297,12 @@ def run_target(
         url = server.url("/predict")
         if args.warmup > 0:
             run_hey(url, files["single"], duration_s=args.warmup, concurrency=args.concurrency, cpus=args.hey_cpus)
-        run.predict, text = run_hey(
-            url, files["single"], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
-        )
+        assert server.process is not None
+        with CpuMeter(server.process.pid) as meter:
+            run.predict, text = run_hey(
+                url, files["single"], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
+            )
+        run.other_cores = meter.other_cores
         (log_dir / f"{target.name}-round{round_no}-predict.hey.txt").write_text(text)
         if target.kind == "service" and args.batch_size > 0:
             batch_accuracy = check_answer(
@@ -467,9 +488,17 @@ def render(
     obvious, floor = by_name.get(OBVIOUS), by_name.get(FLOOR)
     services = [s for s in summaries if s.target.kind == "service"]
     limit = {model: median(values) for model, values in inprocess.items()}
+    others = [r.other_cores for s in summaries for r in s.runs if r.other_cores == r.other_cores]
+    quiet = (
+        f"Other processes used {median(others):.2f} cores (median; at most {max(others):.2f}) while "
+        "a server was under load"
+        + (": the machine was shared, so compare rows with care." if max(others) > QUIET_CORES else ".")
+        if others
+        else ""
+    )
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC in {elapsed_s / 60:.0f} min on {machine()}; "
-        f"load average before the run: {load_before}.",
+        f"load average before the run: {load_before}. {quiet}",
         "",
         f"- Commit: `{git_commit()}`",
         f"- Command: `{command}`",
@@ -529,8 +558,8 @@ def render(
         "<details><summary>Every run</summary>",
         "",
         "| round | server | req/s | p50 ms | p99 ms | 200s | non-200 | conn. errors | batch images/s "
-        "| peak RSS MB per process | check | error |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| peak RSS MB per process | other CPU, cores | check | error |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for run in sorted((r for s in summaries for r in s.runs), key=lambda r: (r.round, r.target)):
         p = run.predict
@@ -539,7 +568,7 @@ def render(
             f"| {run.round} | {run.target} | {fmt(p.rps) if p else ''} | {fmt(p.p50_ms, 2) if p else ''} "
             f"| {fmt(p.p99_ms, 2) if p else ''} | {p.ok if p else ''} | {p.non_200 if p else ''} "
             f"| {p.errors if p else ''} | {fmt(run.batch_images_per_s, 0) if run.batch else ''} | {rss} "
-            f"| {run.accuracy} | {run.error} |"
+            f"| {fmt(run.other_cores, 2)} | {run.accuracy} | {run.error} |"
         )
     lines += [
         "",
@@ -613,6 +642,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="CPUs hey may use (GOMAXPROCS), so the load generator leaves the server the rest; 0: all",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=f"before each server, wait up to S seconds for other processes to use under {QUIET_CORES} cores",
     )
     parser.add_argument(
         "--obvious-model",
@@ -703,7 +739,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     p = run.predict
                     log(
                         f"  {p.rps:,.0f} req/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
-                        f"{p.failures} errors, peak RSS {run.peak_rss_mb:.0f} MB"
+                        f"{p.failures} errors, peak RSS {run.peak_rss_mb:.0f} MB, "
+                        f"other CPU {run.other_cores:.2f} cores"
                         + (f", batch {run.batch_images_per_s:,.0f} images/s" if run.batch else "")
                     )
                 runs[target.name].append(run)
