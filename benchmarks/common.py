@@ -183,24 +183,28 @@ def busy_cores(sample_s: float = 1.0) -> float:
 
 
 class CpuMeter:
-    """How much CPU the rest of the machine used while one server was under load, in cores.
+    """CPU used while one server is under load, in cores: by each of its processes, and by the rest.
 
-    Everything busy on the machine (/proc/stat) less what the server's processes and hey used: on a
-    shared machine, a run with a high figure here had less than the whole machine.
+    ``other_cores`` is everything busy on the machine (/proc/stat) less what the server's processes,
+    hey and this script used: on a shared machine, a run with a high figure had less than the whole
+    machine. ``server_cores`` maps each server process to the cores it used, which shows how evenly
+    the kernel spread the connections over uvicorn's workers.
     """
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
         self.ticks_per_s = os.sysconf("SC_CLK_TCK")
+        self.other_cores = float("nan")
+        self.server_cores: dict[int, float] = {}
 
-    def _sample(self) -> tuple[float, int, int, float]:
+    def _sample(self) -> tuple[float, int, dict[int, int], float]:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait; guest is inside user
-        server = 0
+        server = {}
         for pid in descendants(self.server_pid):
             with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                server += int(stat[11]) + int(stat[12])  # utime + stime
+                server[pid] = int(stat[11]) + int(stat[12])  # utime + stime
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # hey, once it has been waited for
         own = resource.getrusage(resource.RUSAGE_SELF)
         waited = (children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime) * self.ticks_per_s
@@ -208,14 +212,17 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
-        self.other_cores = float("nan")
         return self
 
     def __exit__(self, *_exc: object) -> None:
         end = self._sample()
         elapsed = end[0] - self.start[0]
-        other = (end[1] - self.start[1]) - (end[2] - self.start[2]) - (end[3] - self.start[3])
-        self.other_cores = max(0.0, other / self.ticks_per_s / elapsed) if elapsed > 0 else float("nan")
+        if elapsed <= 0:
+            return
+        per_tick = 1 / self.ticks_per_s / elapsed
+        self.server_cores = {pid: (ticks - self.start[2].get(pid, 0)) * per_tick for pid, ticks in end[2].items()}
+        other = (end[1] - self.start[1]) - (end[3] - self.start[3])
+        self.other_cores = max(0.0, other * per_tick - sum(self.server_cores.values()))
 
 
 def process_memory(pid: int) -> ProcessMemory | None:

@@ -68,6 +68,7 @@ AREAS: list[tuple[str, str]] = [
     (r"(^|/)(threading|concurrent/|queue)\.?", "threads, queues"),
 ]
 
+PROCESS = re.compile(r'process (?P<pid>\d+):"(?P<command>(?:[^"\\]|\\.)*)"(?:;|$)')
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -95,6 +96,13 @@ def area_of(path: str) -> str:
     return "other Python"
 
 
+def process_label(pid: str, command: str) -> str:
+    """A worker's pid as ``worker 12``; any other process as its pid and command line."""
+    if "multiprocessing.spawn" in command or "multiprocessing.forkserver" in command:
+        return f"worker {pid}"
+    return f"{pid} {command}"
+
+
 def summarise(raw: str) -> Profile:
     """Aggregate py-spy's collapsed stacks (``frame;frame;... count`` per line)."""
     own: collections.Counter[str] = collections.Counter()
@@ -107,10 +115,13 @@ def summarise(raw: str) -> Profile:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
         process = ""
-        if frames and frames[0].startswith("process "):
-            process = re.sub(r'^process (\d+):"(.*)"$', r"\1 \2", frames.pop(0))
+        # With --subprocesses a worker's stack starts with its parent's "process" frame, then its own;
+        # a command line may hold ';', so these are matched whole before the stack is split.
+        while match := PROCESS.match(stack):
+            process = process_label(match["pid"], match["command"])
+            stack = stack[match.end() :]
+        frames = stack.split(";")
         frames = [f for f in frames if not f.startswith("thread ")]
         if not frames:
             continue

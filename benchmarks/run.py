@@ -119,6 +119,7 @@ class Run:
     memory: list[ProcessMemory] = field(default_factory=list)
     startup_s: float = float("nan")
     other_cores: float = float("nan")  # CPU the rest of the machine used during the /predict load
+    server_cores: dict[int, float] = field(default_factory=dict)  # pid -> CPU it used, same load
     accuracy: str = ""
     error: str = ""
 
@@ -127,6 +128,15 @@ class Run:
         """Peak RSS of the largest process that serves requests: a worker, or the main process if none."""
         serving = [m for m in self.memory if m.role == "worker"] or [m for m in self.memory if m.role == "main"]
         return max((m.peak_rss_mb for m in serving), default=float("nan"))
+
+    @property
+    def worker_cpu(self) -> str:
+        """Cores each worker used under the /predict load (the main process if it serves alone)."""
+        roles = {m.pid: m.role for m in self.memory}
+        serving = [c for pid, c in self.server_cores.items() if roles.get(pid) == "worker"]
+        if not serving:
+            serving = [c for pid, c in self.server_cores.items() if roles.get(pid) == "main"]
+        return " + ".join(f"{c:.2f}" for c in sorted(serving, reverse=True))
 
     @property
     def workers(self) -> int:
@@ -303,6 +313,7 @@ def run_target(
                 url, files["single"], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
             )
         run.other_cores = meter.other_cores
+        run.server_cores = meter.server_cores
         (log_dir / f"{target.name}-round{round_no}-predict.hey.txt").write_text(text)
         if target.kind == "service" and args.batch_size > 0:
             batch_accuracy = check_answer(
@@ -558,8 +569,8 @@ def render(
         "<details><summary>Every run</summary>",
         "",
         "| round | server | req/s | p50 ms | p99 ms | 200s | non-200 | conn. errors | batch images/s "
-        "| peak RSS MB per process | other CPU, cores | check | error |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+        "| peak RSS MB per process | CPU per worker, cores | other CPU, cores | check | error |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
     ]
     for run in sorted((r for s in summaries for r in s.runs), key=lambda r: (r.round, r.target)):
         p = run.predict
@@ -568,7 +579,7 @@ def render(
             f"| {run.round} | {run.target} | {fmt(p.rps) if p else ''} | {fmt(p.p50_ms, 2) if p else ''} "
             f"| {fmt(p.p99_ms, 2) if p else ''} | {p.ok if p else ''} | {p.non_200 if p else ''} "
             f"| {p.errors if p else ''} | {fmt(run.batch_images_per_s, 0) if run.batch else ''} | {rss} "
-            f"| {fmt(run.other_cores, 2)} | {run.accuracy} | {run.error} |"
+            f"| {run.worker_cpu} | {fmt(run.other_cores, 2)} | {run.accuracy} | {run.error} |"
         )
     lines += [
         "",
@@ -740,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(
                         f"  {p.rps:,.0f} req/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
                         f"{p.failures} errors, peak RSS {run.peak_rss_mb:.0f} MB, "
-                        f"other CPU {run.other_cores:.2f} cores"
+                        f"CPU per worker {run.worker_cpu}, other CPU {run.other_cores:.2f} cores"
                         + (f", batch {run.batch_images_per_s:,.0f} images/s" if run.batch else "")
                     )
                 runs[target.name].append(run)
