@@ -200,10 +200,11 @@
     if (dragDepth === 0) dropzone.classList.remove('dragging');
   });
   document.addEventListener('drop', (event) => {
-    event.preventDefault();
     dragDepth = 0;
     dropzone.classList.remove('dragging');
-    const files = event.dataTransfer?.files;
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    const files = event.dataTransfer.files;
     if (files && files.length) predictFile(files[0]);
   });
   document.addEventListener('paste', (event) => {
@@ -247,7 +248,7 @@
       payload = await response.json().catch(() => null);
     } catch (err) {
       if (id !== requestId) return; // superseded by a newer stroke or upload
-      showError('Could not reach the service', 'Check that the service is running and try again.');
+      showError('Could not reach the service', 'Check that the service is running and try again.', source);
       return;
     }
     if (id !== requestId) return;
@@ -255,11 +256,11 @@
     card.removeAttribute('aria-busy');
     if (!response.ok) {
       const { title, text } = describeError(response.status, payload, source);
-      showError(title, text);
+      showError(title, text, source);
       return;
     }
     if (!isPrediction(payload)) {
-      showError('Unexpected answer', 'The service answered with something that is not a prediction.');
+      showError('Unexpected answer', 'The service answered with something that is not a prediction.', source);
       return;
     }
     showPrediction(payload, source, performance.now() - started);
@@ -356,6 +357,7 @@
     parts.push(Math.round(elapsedMs) + ' ms');
     meta.textContent = parts.join(' · ');
     const what = source.kind === 'upload' ? 'the image' : 'your drawing';
+    revealResult(source);
     const spoken = percent(p.confidence).replace('>', 'over ').replace('<', 'under ');
     statusLine.textContent = `The model reads ${what} as ${p.digit}, with ${spoken} confidence.`;
   }
@@ -382,7 +384,17 @@
     seen.dataset.drawn = 'true';
   }
 
-  function showError(title, text) {
+  // On a phone the upload section sits below the result: bring the answer into view. A drawing
+  // never scrolls the page, since the answer sits right under the canvas.
+  function revealResult(source) {
+    if (source.kind !== 'upload') return;
+    const top = card.getBoundingClientRect().top;
+    if (top >= 0 && top < window.innerHeight * 0.5) return;
+    const still = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    card.scrollIntoView({ block: 'start', behavior: still ? 'auto' : 'smooth' });
+  }
+
+  function showError(title, text, source) {
     card.dataset.state = 'error';
     card.removeAttribute('aria-busy');
     result.hidden = true;
@@ -393,6 +405,7 @@
     p.textContent = ' ' + text;
     errorBox.append(strong, p);
     statusLine.textContent = '';
+    if (source) revealResult(source);
   }
 
   function resetResult() {

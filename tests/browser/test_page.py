@@ -497,6 +497,15 @@ def test_phone_viewport(open_tab: Callable[..., Tab]) -> None:
     screenshot(page, "phone", full_page=False, docs_name="screenshot-phone.png")
     screenshot(page, "phone-full")
 
+    # The upload section sits below the result: after an upload the page brings the answer back
+    # into view.
+    page.get_by_role("heading", name="Or upload an image").scroll_into_view_if_needed()
+    expect(page.locator("#digit")).not_to_be_in_viewport()
+    page.locator("#file").set_input_files(DATA / "four.png")
+    expect_prediction(page, "4")
+    expect(page.locator("#digit")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
 
 def _luminance(rgb: tuple[float, float, float]) -> float:
     def channel(c: float) -> float:
