@@ -129,6 +129,13 @@ class ServiceMiddleware:
             if not response_started:
                 timeout = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
                 await middleware_error(path, timeout).__call__(scope, receive, send_wrapper)
+        except Exception:
+            # A bug. Answered here rather than by Starlette's outermost handler, so that the 500 carries
+            # the request id and the security headers, and the logged traceback carries the request id.
+            log.exception("unhandled error on %s", path, extra={"request_id": request_id})
+            if response_started:
+                raise
+            await json_response({"detail": errors.INTERNAL_ERROR}, 500).__call__(scope, receive, send_wrapper)
         finally:
             if counted:
                 remaining = self.runtime.in_flight[client] - 1
@@ -213,7 +220,7 @@ def add_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Log the details; the client learns nothing about the internals.
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
-        return json_response({"detail": "internal error: the request could not be processed"}, 500)
+        return json_response({"detail": errors.INTERNAL_ERROR}, 500)
 
 
 def add_docs(app: FastAPI) -> None:

@@ -135,7 +135,7 @@ def check_part_type(part: Part) -> None:
     """Refuse parts that declare a non-image or an unsupported image type."""
     kind = part.content_type
     if kind and kind not in IMAGE_TYPES and kind != "application/octet-stream":
-        raise errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=kind))
+        raise errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=kind[:100]))
 
 
 def loads_json(body: bytes, example: str) -> dict[str, object]:
@@ -154,7 +154,8 @@ def one_of(body: dict[str, object], fields: tuple[str, ...]) -> str:
     """The single one of ``fields`` present in a JSON object."""
     present = [f for f in fields if f in body]
     if len(present) != 1:
-        got = ", ".join(repr(k) for k in list(body)[:10]) or "no fields"
+        # Field names are the client's: echo a bounded amount of them.
+        got = ", ".join(repr(k[:40]) for k in list(body)[:10]) or "no fields"
         raise errors.InvalidInput(errors.JSON_FIELDS.format(fields=" or ".join(map(repr, fields)), got=got))
     return present[0]
 

@@ -116,6 +116,7 @@ def _check_count(count: int, limit: int) -> None:
 def _unsupported(
     content_type: str, field: str, json_forms: str, batch: bool = False
 ) -> errors.UnsupportedMediaType:
+    content_type = content_type[:100]  # the client's: echo a bounded amount of it
     if content_type.startswith("image/") and content_type not in parsing.IMAGE_TYPES:
         return errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=content_type))
     # A supported image type sent raw to the batch endpoint is a wrong form, not a wrong image type.

@@ -910,7 +910,8 @@ def test_chunked_body_over_the_limit_is_cut_off(server: LiveServer) -> None:
             pass
         answer = read_response(sock)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
-    assert sent < 20 * 1024 * 1024, sent
+    # The limit plus what the kernel buffers on both ends of a loopback connection, far from 64 MiB.
+    assert sent < 40 * 1024 * 1024, sent
     assert_server_answers(server)
 
 
