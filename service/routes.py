@@ -367,7 +367,7 @@ async def prometheus_metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def page() -> FileResponse:
     """The drawing page."""
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
