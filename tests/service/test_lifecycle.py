@@ -418,3 +418,31 @@ def test_shutdown_timeout_bounds_the_exit(tmp_path: Path) -> None:
         server.stop()
     assert code in (0, -signal.SIGTERM), (code, server.logs()[-3000:])
     assert 0.5 + 2 - 0.5 <= exited < 0.5 + 2 + 5, exited
+
+
+def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    """A worker that dies (OOM killer, segfault) is replaced; the other keeps serving meanwhile."""
+    server = LiveServer(tmp_path / "server.log", ["--workers", "2"])
+    server.start()
+    try:
+        before = worker_pids(server)
+        assert len(before) == 2
+        victim = before[0]
+        subprocess.run(["kill", "-KILL", str(victim)], check=True)
+        deadline = time.monotonic() + 60
+        answered = 0
+        while time.monotonic() < deadline:
+            # Requests on new connections go to whichever worker accepts them: the survivor, then both.
+            status, _, body = server.request("POST", "/predict", encode(IMAGES[1]), PNG)
+            assert status == 200, body
+            answered += 1
+            now = worker_pids(server)
+            if len(now) == 2 and victim not in now and status_of(server.port, "/health/ready") == 200:
+                break
+            time.sleep(0.1)
+        assert victim not in worker_pids(server) and len(worker_pids(server)) == 2, server.logs()[-2000:]
+        assert answered >= 1
+        # The replacement serves too: enough new connections reach both workers.
+        assert all(server.request("GET", "/health/ready")[0] == 200 for _ in range(10))
+    finally:
+        server.stop()
