@@ -257,8 +257,7 @@ def realworld_samples() -> tuple[list[bytes], list[int]]:
     if labels_file.is_file():
         labels = json.loads(labels_file.read_text())
         items = labels.items() if isinstance(labels, dict) else ((i["file"], i["label"]) for i in labels)
-        pairs = [(REALWORLD / name, int(label)) for name, label in items
-                 if (REALWORLD / name).suffix.lower() in (".png", ".jpg", ".jpeg")]
+        pairs = [(REALWORLD / name, int(label)) for name, label in items if (REALWORLD / name).is_file()]
         if pairs:
             return [path.read_bytes() for path, _ in pairs], [label for _, label in pairs]
     with np.load(DATA / "mnist_sample.npz") as data:
