@@ -656,10 +656,7 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 #: Known bugs outside this module's reach, reported to their owners; strict, so a fix is noticed.
-KNOWN_BUGS = {
-    "pixels-bool": "service/preprocess.py pixels_to_input: numpy turns a boolean mixed with numbers into 1, "
-    "so [[true, 0, ...], ...] is classified instead of refused (only all-boolean arrays are caught)",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _params(cases: list[Call]) -> list[Any]:
