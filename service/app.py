@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
 from service import errors, metrics, v2
 from service.config import Settings
@@ -129,6 +130,10 @@ class ServiceMiddleware:
             if not response_started:
                 timeout = errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout))
                 await middleware_error(path, timeout).__call__(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client left before sending its whole body: nobody to answer, and not an error of ours.
+            # 499 is the status proxies log for this (nginx's "client closed request").
+            status = 499
         except Exception:
             # A bug. Answered here rather than by Starlette's outermost handler, so that the 500 carries
             # the request id and the security headers, and the logged traceback carries the request id.

@@ -516,3 +516,19 @@ def test_a_heavy_batch_does_not_hold_up_a_light_request(client) -> None:  # type
     thread.join(timeout=120)
     assert response.status_code == 200
     assert waited < 0.5, f"a 28x28 digit waited {waited:.1f} s behind one batch request"
+
+
+def test_a_client_leaving_mid_upload_is_not_an_error(hardened: LiveServer) -> None:
+    """A disconnect before the body is complete: logged as 499, no traceback, nothing else affected."""
+    for content_type in ("image/png", "application/json"):
+        with socket.create_connection((HOST, hardened.port), timeout=10) as sock:
+            sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {KEYS[0]}\r\nX-Request-ID: "
+                         f"leaver-{content_type[:5]}\r\nContent-Type: {content_type}\r\n"
+                         f"Content-Length: 100000\r\n\r\n".encode() + b"x" * 5000)
+            time.sleep(0.3)
+    time.sleep(0.5)
+    entries = [json.loads(line) for line in hardened.logs().splitlines() if line.startswith("{")]
+    leavers = [e for e in entries if str(e.get("request_id", "")).startswith("leaver-")]
+    assert [e["status"] for e in leavers if e["logger"] == "service.access"] == [499, 499], leavers
+    assert not [e for e in leavers if e["level"] == "error"], leavers
+    assert hardened.request("POST", "/predict", png(), keyed(**PNG))[0] == 200
