@@ -41,19 +41,22 @@ MAX_PIXELS = 24_000_000
 SEED = 20261123
 
 Rng = np.random.Generator
-#: A style draws one MNIST digit (28x28 uint8) and returns the file bytes and their extension.
-Style = Callable[[np.ndarray, Rng], tuple[bytes, str]]
+#: A style draws one MNIST digit (28x28 uint8) and returns the file bytes and their extension;
+#: ``scale`` shrinks the picture (the committed test samples must be small files).
+Style = Callable[[np.ndarray, Rng, float], tuple[bytes, str]]
 
 
 # --- Drawing helpers ------------------------------------------------------------------------------
 
 
-def stroke_mask(digit: np.ndarray, size: int, *, level: float = 0.5, grow: int = 0, shrink: int = 0) -> np.ndarray:
+def stroke_mask(digit: np.ndarray, size: int, *, level: float = 0.5, grow: int = 0, pen: float = 0) -> np.ndarray:
     """The digit's ink as a float mask whose longer side is ``size`` px, with crisp strokes.
 
     Bicubic upscaling keeps the exact shape of the test digit; the steep contrast curve around
     ``level`` turns MNIST's blurry 28x28 strokes into the sharp edges of a pen or a brush (a lower
-    level gives bolder strokes, a higher one thinner).
+    level gives bolder strokes). ``grow`` dilates by that many pixels (a marker). ``pen`` redraws
+    the strokes' centre lines (a morphological skeleton) with a pen that many pixels wide: the
+    same digit written with a fine pen.
     """
     ys, xs = np.nonzero(digit)
     crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
@@ -62,17 +65,29 @@ def stroke_mask(digit: np.ndarray, size: int, *, level: float = 0.5, grow: int =
     width, height = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
     smooth = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.BICUBIC))
     mask = np.clip((smooth - level) * 4 + 0.5, 0, 1).astype(np.float32)
-    if grow or shrink:
-        picture = Image.fromarray(mask)
-        if grow:
-            picture = picture.filter(ImageFilter.MaxFilter(2 * grow + 1))
-        if shrink:
-            picture = picture.filter(ImageFilter.MinFilter(2 * shrink + 1))
-        mask = np.asarray(picture, dtype=np.float32)
+    if pen:
+        mask = fine_pen(crop, (width, height), scale, pen)
+    if grow:
+        mask = np.asarray(Image.fromarray(mask).filter(ImageFilter.MaxFilter(2 * grow + 1)), dtype=np.float32)
     ys, xs = np.nonzero(mask > 0.02)
-    if ys.size == 0:  # a very thin stroke mask eroded away: fall back to the plain one
-        return stroke_mask(digit, size, level=level)
     return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def fine_pen(crop: np.ndarray, size: tuple[int, int], scale: float, ridge: float) -> np.ndarray:
+    """The strokes' middles: where the (slightly blurred) ink is within ``ridge`` of its local peak.
+
+    A light blur at MNIST's own resolution first rounds MNIST's flat-topped, saturated strokes,
+    so the middle is thin everywhere instead of keeping whole plateaus.
+    """
+    kernel = np.exp(-0.5 * (np.arange(-2, 3) / 0.6) ** 2)
+    kernel /= kernel.sum()
+    blurred = np.apply_along_axis(np.convolve, 0, np.pad(crop, 2), kernel, mode="same")
+    blurred = np.apply_along_axis(np.convolve, 1, blurred, kernel, mode="same")[2:-2, 2:-2]
+    picture = Image.fromarray(blurred.astype(np.float32)).resize(size, Image.Resampling.BICUBIC)
+    peak = np.asarray(picture.filter(ImageFilter.MaxFilter(2 * max(1, round(scale)) + 1)), dtype=np.float32)
+    height = np.asarray(picture, dtype=np.float32)
+    closeness = np.where(height > 0.25 * height.max(), height / np.maximum(peak, 1e-6), 0)
+    return np.clip((closeness - (1 - ridge)) * 4 / ridge + 0.5, 0, 1).astype(np.float32)
 
 
 def place(mask: np.ndarray, height: int, width: int, rng: Rng, *, centred: bool = False) -> np.ndarray:
@@ -105,6 +120,11 @@ def encode(image: Image.Image, fmt: str, **options: object) -> tuple[bytes, str]
     return buffer.getvalue(), ext
 
 
+def sized(rng: Rng, low: int, high: int, scale: float) -> int:
+    """A random size in [low, high] pixels, times scale."""
+    return max(16, round(int(rng.integers(low, high + 1)) * scale))
+
+
 def random_colour(rng: Rng, low: int = 0, high: int = 256) -> np.ndarray:
     return rng.integers(low, high, size=3).astype(np.float32)
 
@@ -112,18 +132,18 @@ def random_colour(rng: Rng, low: int = 0, high: int = 256) -> np.ndarray:
 # --- Styles ---------------------------------------------------------------------------------------
 
 
-def canvas_black(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def canvas_black(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Browser canvas: black round strokes on a transparent (hidden black) background."""
-    side = int(rng.integers(280, 401))
+    side = sized(rng, 280, 400, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.4), side, side, rng)
     rgba = np.zeros((side, side, 4), dtype=np.uint8)
     rgba[..., 3] = to_uint8(mask * 255)
     return encode(Image.fromarray(rgba), "PNG")
 
 
-def canvas_white(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def canvas_white(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Canvas in a dark-mode app: white strokes on transparent, hidden colour black or white."""
-    side = int(rng.integers(280, 401))
+    side = sized(rng, 280, 400, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.4), side, side, rng)
     rgba = np.full((side, side, 4), 255 if rng.random() < 0.5 else 0, dtype=np.uint8)
     rgba[..., :3][mask > 0] = 255
@@ -131,9 +151,9 @@ def canvas_white(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(rgba), "PNG")
 
 
-def paper(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def paper(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A clean scan: dark pen on white paper."""
-    side = int(rng.integers(200, 401))
+    side = sized(rng, 200, 400, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng)
     ink = np.array([20, 25, 60], dtype=np.float32) * rng.uniform(0, 1.5)
     pixels = paint(mask, np.float32(rng.uniform(235, 255)), ink)
@@ -141,9 +161,9 @@ def paper(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(pixels)), "PNG")
 
 
-def phone_photo(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def phone_photo(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A phone photo of paper: uneven light, colour cast, blur, sensor noise, JPEG q70, off-centre."""
-    width, height = (int(rng.integers(800, 1201)), int(rng.integers(600, 901)))
+    width, height = sized(rng, 800, 1200, scale), sized(rng, 600, 900, scale)
     if rng.random() < 0.5:
         width, height = height, width
     size = int(min(width, height) * rng.uniform(0.3, 0.6))
@@ -162,9 +182,9 @@ def phone_photo(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=70)
 
 
-def chalkboard(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def chalkboard(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Chalk on a green board: light, grainy strokes on a dark, textured colour."""
-    side = int(rng.integers(300, 501))
+    side = sized(rng, 300, 500, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8)), level=0.45), side, side, rng)
     grain = rng.uniform(0.55, 1.0, mask.shape).astype(np.float32)
     board = np.array([40, 75, 50], dtype=np.float32) * rng.uniform(0.7, 1.3)
@@ -173,9 +193,9 @@ def chalkboard(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=85)
 
 
-def coloured(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def coloured(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Coloured ink on a coloured background (any hues, at least some colour difference)."""
-    side = int(rng.integers(150, 351))
+    side = sized(rng, 150, 350, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng)
     while True:
         background, ink = random_colour(rng), random_colour(rng)
@@ -184,7 +204,7 @@ def coloured(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(paint(mask, background, ink))), "PNG")
 
 
-def small(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def small(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A tiny image (16-24 px), either polarity, grey."""
     side = int(rng.integers(16, 25))
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.7, 0.95)), level=0.35), side, side, rng, centred=True)
@@ -193,56 +213,56 @@ def small(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(pixels)), "PNG")
 
 
-def large(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def large(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A big scan (500-900 px), dark on white."""
-    side = int(rng.integers(500, 901))
+    side = sized(rng, 500, 900, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.6, 0.85))), side, side, rng)
     return encode(Image.fromarray(to_uint8(paint(mask, np.float32(250), np.float32(10)))), "PNG")
 
 
-def wide_frame(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def wide_frame(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Off-centre in a wide or tall frame (aspect 2.5-4)."""
-    short = int(rng.integers(120, 241))
+    short = sized(rng, 120, 240, scale)
     long = int(short * rng.uniform(2.5, 4))
     height, width = (short, long) if rng.random() < 0.5 else (long, short)
     mask = place(stroke_mask(digit, int(short * rng.uniform(0.6, 0.9))), height, width, rng)
     return encode(Image.fromarray(to_uint8(paint(mask, np.float32(245), np.float32(30)))), "PNG")
 
 
-def thick(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def thick(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Marker pen: strokes two to three times MNIST's width."""
-    side = int(rng.integers(200, 321))
+    side = sized(rng, 200, 320, scale)
     size = int(side * rng.uniform(0.55, 0.75))
     mask = place(stroke_mask(digit, size, level=0.3, grow=max(1, round(size * rng.uniform(0.02, 0.04)))), side, side, rng)
     return encode(Image.fromarray(to_uint8(paint(mask, np.float32(255), np.float32(0)))), "PNG")
 
 
-def thin(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def thin(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Fine pen: strokes a third to a half of MNIST's width."""
-    side = int(rng.integers(200, 321))
+    side = sized(rng, 200, 320, scale)
     size = int(side * rng.uniform(0.55, 0.75))
-    mask = place(stroke_mask(digit, size, level=0.75, shrink=max(1, round(size * 0.015))), side, side, rng)
+    mask = place(stroke_mask(digit, size, pen=rng.uniform(0.08, 0.15)), side, side, rng)
     return encode(Image.fromarray(to_uint8(paint(mask, np.float32(255), np.float32(0)))), "PNG")
 
 
-def jpeg_heavy(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def jpeg_heavy(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Heavily compressed JPEG (quality 15-40), small-ish."""
-    side = int(rng.integers(64, 201))
+    side = sized(rng, 64, 200, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.55, 0.85))), side, side, rng)
     pixels = paint(mask, np.float32(rng.uniform(200, 255)), np.float32(rng.uniform(0, 60)))
     return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=int(rng.integers(15, 41)))
 
 
-def palette_gif(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def palette_gif(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A palette GIF (8-16 colours, dithered) of a coloured drawing."""
-    side = int(rng.integers(100, 301))
+    side = sized(rng, 100, 300, scale)
     mask = place(stroke_mask(digit, int(side * rng.uniform(0.55, 0.85))), side, side, rng)
     pixels = paint(mask, random_colour(rng, 150, 256), random_colour(rng, 0, 100))
     image = Image.fromarray(to_uint8(pixels)).quantize(colors=int(rng.integers(8, 17)))
     return encode(image, "GIF")
 
 
-def tight_crop(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def tight_crop(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """Cropped to the digit (0-2 px margin): the ink touches the borders. Either polarity."""
     mask = np.pad(stroke_mask(digit, int(rng.integers(60, 161))), int(rng.integers(0, 3)))
     dark_on_light = rng.random() < 0.5
@@ -250,7 +270,7 @@ def tight_crop(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     return encode(Image.fromarray(to_uint8(pixels)), "PNG")
 
 
-def mnist_png(digit: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+def mnist_png(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """The MNIST image itself as a 28x28 PNG: what a client who already preprocessed sends."""
     return encode(Image.fromarray(digit), "PNG")
 
@@ -301,7 +321,7 @@ def evaluate_style(
     render_s = preprocess_s = 0.0
     for i, digit in enumerate(images):
         start = time.perf_counter()
-        data, _ = style(digit, rng)
+        data, _ = style(digit, rng, 1.0)
         middle = time.perf_counter()
         try:
             inputs[i] = image_to_input(data, MAX_PIXELS)
@@ -322,6 +342,91 @@ def evaluate_style(
         "predicted": predicted,
         "inputs": inputs,
     }
+
+
+#: Picture scale for the committed test samples: small files, still the same style.
+SAMPLE_SCALE = {"small": 1.0, "tight-crop": 1.0, "mnist-png": 1.0, "phone-photo": 0.25, "large": 0.25, "paper": 0.2}
+SAMPLE_BYTES = 8_000
+
+
+def special_samples(digit: np.ndarray, kind: str, rng: Rng) -> tuple[bytes, str]:
+    """Valid files in the unusual encodings the service must still read."""
+    mask = place(stroke_mask(digit, 70), 96, 96, rng, centred=True)
+    grey = Image.fromarray(to_uint8(paint(mask, np.float32(245), np.float32(20))))
+    if kind == "cmyk":
+        return encode(grey.convert("RGB").convert("CMYK"), "JPEG", quality=85)
+    if kind == "gray16":
+        # 12-bit data in a 16-bit PNG, as scientific cameras write it: PIL's own 8-bit
+        # conversion would clip it, the service must scale by the real range.
+        deep = np.rint(paint(mask, np.float32(3900), np.float32(300))).astype(np.uint16)
+        return encode(Image.fromarray(deep), "PNG")
+    if kind == "palette-alpha":
+        # Black palette entries whose alpha ramps up with the ink: black on transparent black.
+        levels = np.rint(mask * 15).astype(np.uint8)
+        image = Image.fromarray(levels, mode=None).convert("P")
+        image.putpalette([0, 0, 0] * 16)
+        return encode(image, "PNG", transparency=bytes(round(i * 255 / 15) for i in range(16)))
+    if kind == "la":
+        # White ink on transparent white: only the alpha channel carries the digit.
+        la = np.stack((np.full(mask.shape, 255, np.uint8), to_uint8(mask * 255)), axis=-1)
+        return encode(Image.fromarray(la), "PNG")
+    if kind == "animated":
+        blank = Image.new("L", grey.size, 245)
+        buffer = io.BytesIO()
+        grey.save(buffer, "GIF", save_all=True, append_images=[blank, grey.rotate(90)], duration=200, loop=0)
+        return buffer.getvalue(), "gif"
+    if kind == "exif-rotated":
+        # Stored turned a quarter left; orientation 6 tells viewers to turn it right again.
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        return encode(grey.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=85, exif=exif.tobytes())
+    if kind == "webp":
+        return encode(grey, "WEBP", quality=80)
+    if kind == "bmp":
+        return encode(grey.resize((40, 40), Image.Resampling.BOX), "BMP")
+    if kind == "tiff":
+        return encode(grey, "TIFF", compression="tiff_deflate")
+    raise ValueError(kind)
+
+
+SPECIALS = ("cmyk", "gray16", "palette-alpha", "la", "animated", "exif-rotated", "webp", "bmp", "tiff")
+
+
+def save_samples(directory: Path, images: np.ndarray, labels: np.ndarray, model: Model, per_style: int) -> None:
+    """Write small sample files the model reads right, plus labels.json, for the service tests."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED + 1)
+    # Every shipped model must read every sample right: the service tests run with whichever is there.
+    models = [model] + [Model(path) for path in sorted((ROOT / "models").glob("mnist-*.onnx"))]
+    raw_right = np.logical_and.reduce([m.predict(images.astype(np.float32) / 255) == labels for m in models])
+    chosen: dict[str, int] = {}
+    jobs: list[tuple[str, Callable[[np.ndarray, Rng], tuple[bytes, str]], int]] = [
+        (name, lambda d, r, f=style, k=SAMPLE_SCALE.get(name, 0.4): f(d, r, k), 1 if name == "mnist-png" else per_style)
+        for name, style in STYLES.items()
+    ]
+    jobs += [(kind, lambda d, r, k=kind: special_samples(d, k, r), 1) for kind in SPECIALS]
+    for name, render, count in jobs:
+        digits_done: set[int] = set()
+        for i in rng.permutation(len(images))[:500]:
+            label = int(labels[i])
+            if len(digits_done) == count:
+                break
+            if label in digits_done or not raw_right[i]:
+                continue
+            data, ext = render(images[i], rng)
+            if len(data) > SAMPLE_BYTES:
+                continue
+            pixels = image_to_input(data, MAX_PIXELS)[None]
+            if any(int(m.predict(pixels)[0]) != label for m in models):
+                continue
+            file_name = f"{name.replace('-', '_')}_{label}.{ext}"
+            (directory / file_name).write_bytes(data)
+            chosen[file_name] = label
+            digits_done.add(label)
+        if len(digits_done) < count:
+            print(f"warning: only {len(digits_done)} {name} samples under {SAMPLE_BYTES} bytes")
+    (directory / "labels.json").write_text(json.dumps(dict(sorted(chosen.items())), indent=2) + "\n")
+    print(f"wrote {len(chosen)} samples to {directory}")
 
 
 def markdown(results: list[dict[str, object]], summary: dict[str, object]) -> str:
@@ -360,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-style", type=int, default=1000, help="test digits per style (default 1000)")
     parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated subset of styles")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results table here")
+    parser.add_argument("--save-samples", type=Path, default=None, help="write small test samples here and stop")
+    parser.add_argument("--samples-per-style", type=int, default=2)
     parser.add_argument("--show-errors", type=Path, default=None, help="save a PNG grid of failures per style")
     args = parser.parse_args(argv)
 
@@ -367,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     test = mnist.test
     model = Model(args.model)
     mnist_accuracy = float((model.predict(test.images.astype(np.float32) / 255) == test.labels).mean())
+
+    if args.save_samples is not None:
+        save_samples(args.save_samples, test.images, test.labels, model, args.samples_per_style)
+        return 0
 
     order = np.random.default_rng(SEED).permutation(len(test))[: args.per_style]
     images, labels = test.images[order], test.labels[order]

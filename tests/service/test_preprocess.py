@@ -1,0 +1,742 @@
+"""Tests of service.preprocess: decoding, every preprocessing step, every error, and JSON pixels.
+
+The images are real files made with PIL here, plus the committed real-world samples in
+tests/data/realworld (made by benchmarks/realworld.py --save-samples), which the shipped model
+must read right after preprocessing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageFile
+
+from service import preprocess
+from service.errors import (
+    EMPTY_IMAGE,
+    NO_DIGIT,
+    PIXELS_NOT_FINITE,
+    PIXELS_TYPE,
+    InvalidInput,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from service.preprocess import decode_image, image_to_input, pixels_to_input, to_mnist
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "tests" / "data" / "realworld"
+MAX_PIXELS = 24_000_000
+
+#: A "4" as a polyline in unit coordinates (x, y), about 0.75 wide for 1 tall.
+GLYPH = [(0.55, 1.0), (0.55, 0.0), (0.0, 0.68), (0.75, 0.68)]
+
+
+def glyph_mask(height: int, stroke: float = 0.1) -> Image.Image:
+    """An anti-aliased 'L' mask (255 = ink) of the glyph, ``height`` px tall, drawn 4x and reduced."""
+    big = 4 * height
+    pen = max(1, round(stroke * big))
+    pad = pen // 2 + 1
+    size = (round(0.75 * big) + 2 * pad, big + 2 * pad)
+    canvas = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(canvas)
+    points = [(pad + x * (big - 1), pad + y * (big - 1)) for x, y in GLYPH]
+    draw.line(points, fill=255, width=pen, joint="curve")
+    for x, y in (points[0], points[-1]):
+        draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=255)
+    canvas = canvas.crop(canvas.getbbox())
+    return canvas.resize((max(1, canvas.width // 4), max(1, canvas.height // 4)), Image.Resampling.BOX)
+
+
+def glyph_image(
+    height: int = 120,
+    frame: tuple[int, int] = (200, 200),
+    at: tuple[int, int] | None = None,
+    ink: int | tuple[int, ...] = 20,
+    paper: int | tuple[int, ...] = 240,
+    mode: str = "L",
+    stroke: float = 0.1,
+) -> Image.Image:
+    """The glyph painted in ``ink`` on ``paper`` in a (width, height) frame, at (left, top) or centred."""
+    mask = glyph_mask(height, stroke)
+    image = Image.new(mode, frame, paper)
+    left, top = at if at is not None else ((frame[0] - mask.width) // 2, (frame[1] - mask.height) // 2)
+    image.paste(Image.new(mode, mask.size, ink), (left, top), mask)
+    return image
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def shifted_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference, allowing a one-pixel shift (MNIST centres to whole pixels)."""
+    best = np.inf
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            best = min(best, float(np.abs(np.roll(a, (dy, dx), axis=(0, 1)) - b).mean()))
+    return best
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    index = np.arange(x.shape[0])
+    return float(x.sum(1) @ index / x.sum()), float(x.sum(0) @ index / x.sum())
+
+
+def ink_box(x: np.ndarray, level: float = 0.0) -> tuple[int, int]:
+    rows = np.flatnonzero((x > level).any(1))
+    cols = np.flatnonzero((x > level).any(0))
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return to_mnist(glyph_image())
+
+
+def assert_mnist_form(x: np.ndarray) -> None:
+    assert x.shape == (28, 28)
+    assert x.dtype == np.float32
+    assert np.isfinite(x).all()
+    assert x.min() >= 0.0
+    assert x.max() <= 1.0
+
+
+# --- decode_image ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "options"),
+    [
+        ("PNG", "L", {}),
+        ("JPEG", "RGB", {"quality": 90}),
+        ("WEBP", "RGB", {"lossless": True}),
+        ("BMP", "RGB", {}),
+        ("GIF", "L", {}),
+        ("TIFF", "L", {"compression": "tiff_deflate"}),
+    ],
+)
+def test_decodes_every_supported_format(fmt: str, mode: str, options: dict[str, object]) -> None:
+    image = decode_image(encode(glyph_image(mode=mode), fmt, **options), MAX_PIXELS)
+    assert image.size == (200, 200)
+    assert image.format == fmt
+
+
+def test_empty_bytes_are_invalid() -> None:
+    with pytest.raises(InvalidInput) as info:
+        decode_image(b"", MAX_PIXELS)
+    assert info.value.detail == EMPTY_IMAGE
+    assert info.value.status_code == 422
+
+
+@pytest.mark.parametrize("data", [b"hello, world", b"\x00" * 100, bytes(range(256)), b"{\"pixels\": []}"])
+def test_garbage_is_undecodable(data: bytes) -> None:
+    with pytest.raises(InvalidInput, match="could not be decoded") as info:
+        decode_image(data, MAX_PIXELS)
+    assert info.value.status_code == 422
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_files_are_undecodable_not_server_errors(fmt: str, keep: float) -> None:
+    noisy = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8))
+    data = encode(noisy.convert("RGB") if fmt == "WEBP" else noisy, fmt)
+    with pytest.raises(InvalidInput, match="could not be decoded") as info:
+        decode_image(data[: int(len(data) * keep)], MAX_PIXELS)
+    detail = info.value.detail
+    assert "BytesIO" not in detail and "/" not in detail.split("(")[1].split(")")[0]
+
+
+def test_truncated_files_stay_refused_even_if_pil_was_told_to_pad_them() -> None:
+    data = encode(glyph_image(), "PNG")
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(InvalidInput, match="truncated"):
+            decode_image(data[: len(data) // 2], MAX_PIXELS)
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def test_corrupt_compressed_data_is_undecodable() -> None:
+    data = bytearray(encode(glyph_image(), "PNG"))
+    start = data.index(b"IDAT") + 4
+    data[start + 10 : start + 60] = bytes(50)
+    with pytest.raises(InvalidInput, match="could not be decoded"):
+        decode_image(bytes(data), MAX_PIXELS)
+
+
+def test_header_only_png_is_undecodable() -> None:
+    with pytest.raises(InvalidInput, match="PNG"):
+        decode_image(encode(glyph_image(), "PNG")[:20], MAX_PIXELS)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding() -> None:
+    data = encode(Image.new("L", (300, 200), 255), "PNG")
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(data, 300 * 200 - 1)
+    assert info.value.status_code == 413
+    assert "300x200 = 60,000 pixels" in info.value.detail
+    assert decode_image(data, 300 * 200).size == (300, 200)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A small PNG declaring a huge size, its pixel data a compressed run of zeros: a decompression bomb."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    data = png_chunk(b"IDAT", zlib.compress(bytes(100_000), 9))
+    return b"\x89PNG\r\n\x1a\n" + header + data + png_chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_too_large() -> None:
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(png_bomb(50_000, 50_000), MAX_PIXELS)
+    assert info.value.status_code == 413
+    # Beyond PIL's own bomb limit the header is refused even when our limit would allow it.
+    with pytest.raises(PayloadTooLarge):
+        decode_image(png_bomb(100_000, 100_000), 10**12)
+
+
+@pytest.mark.parametrize(
+    ("data", "media_type"),
+    [
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "image/svg+xml"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "image/svg+xml"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "application/pdf"),
+        (b"8BPS\x00\x01" + bytes(40), "image/vnd.adobe.photoshop"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "image/heic"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "image/avif"),
+        (b"<!DOCTYPE html><html><body></body></html>", "text/html"),
+    ],
+)
+def test_other_known_formats_are_unsupported_media(data: bytes, media_type: str) -> None:
+    with pytest.raises(UnsupportedMediaType) as info:
+        decode_image(data, MAX_PIXELS)
+    assert info.value.status_code == 415
+    assert repr(media_type) in info.value.detail
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), [("ICO", "image/x-icon"), ("PPM", "image/x-portable-anymap")])
+def test_formats_pil_could_decode_are_never_decoded(fmt: str, media_type: str) -> None:
+    data = encode(glyph_image(frame=(64, 64), height=40, mode="RGB"), fmt)
+    assert Image.open(io.BytesIO(data)).format  # PIL itself would read it
+    with pytest.raises(UnsupportedMediaType, match=media_type):
+        decode_image(data, MAX_PIXELS)
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "SGI", "IM"])
+def test_unrecognisable_pil_formats_are_undecodable(fmt: str) -> None:
+    with pytest.raises(InvalidInput, match="could not be decoded"):
+        decode_image(encode(glyph_image(frame=(64, 64), height=40, mode="RGB"), fmt), MAX_PIXELS)
+
+
+def test_big_jpegs_are_decoded_at_reduced_size() -> None:
+    photo = glyph_image(height=1500, frame=(2400, 1800), mode="RGB")
+    image = decode_image(encode(photo, "JPEG", quality=80), MAX_PIXELS)
+    assert 256 <= max(image.size) < 2400
+
+
+# --- to_mnist: each step --------------------------------------------------------------------------
+
+
+def test_output_is_mnist_form(reference: np.ndarray) -> None:
+    assert_mnist_form(reference)
+    # MNIST: the longer side of the ink box is 20 px and the centre of mass at (14, 14).
+    assert max(ink_box(reference)) in (20, 21)
+    row, col = centre_of_mass(reference)
+    assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5
+    # White ink on exactly black: corners are 0, the stroke core is 1.
+    assert reference[:3, :3].max() == 0
+    assert np.quantile(reference[reference > 0.5], 0.5) > 0.9
+
+
+def test_exif_orientation_is_applied(reference: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn right to display": stored turned left
+    stored = glyph_image().transpose(Image.Transpose.ROTATE_90)
+    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    assert shifted_distance(image_to_input(data, MAX_PIXELS), reference) < 0.03
+    without = encode(stored, "JPEG", quality=95)
+    assert shifted_distance(image_to_input(without, MAX_PIXELS), reference) > 0.05
+
+
+def test_broken_exif_is_ignored(reference: np.ndarray) -> None:
+    image = glyph_image()
+    image.info["exif"] = b"Exif\x00\x00II*\x00\xff\xff\xff\xff"
+    assert shifted_distance(to_mnist(image), reference) < 0.03
+
+
+def canvas(ink: int, hidden: int, alpha_mode: str = "RGBA") -> Image.Image:
+    """A drawing on a transparent canvas: ink colour where drawn, ``hidden`` colour under alpha 0."""
+    mask = glyph_mask(120)
+    alpha = Image.new("L", (200, 200), 0)
+    alpha.paste(mask, (40, 40))
+    colour = Image.new("L", (200, 200), hidden)
+    colour.paste(ink, (0, 0, 200, 200), mask=alpha.point(lambda v: 255 if v else 0))
+    if alpha_mode == "LA":
+        return Image.merge("LA", (colour, alpha))
+    return Image.merge("RGBA", (colour, colour, colour, alpha))
+
+
+@pytest.mark.parametrize(
+    ("ink", "hidden"), [(0, 0), (0, 255), (255, 0), (255, 255), (60, 60), (200, 128)]
+)
+@pytest.mark.parametrize("alpha_mode", ["RGBA", "LA"])
+def test_transparent_canvases_are_flattened_on_a_contrasting_background(
+    ink: int, hidden: int, alpha_mode: str, reference: np.ndarray
+) -> None:
+    data = encode(canvas(ink, hidden, alpha_mode), "PNG")
+    assert shifted_distance(image_to_input(data, MAX_PIXELS), reference) < 0.04
+
+
+def test_opaque_picture_with_transparent_margins_keeps_its_background(reference: np.ndarray) -> None:
+    picture = glyph_image(mode="RGBA", ink=(20, 20, 20, 255), paper=(240, 240, 240, 255))
+    alpha = Image.new("L", (200, 200), 0)
+    alpha.paste(255, (10, 10, 190, 190))
+    picture.putalpha(alpha)
+    assert shifted_distance(to_mnist(picture), reference) < 0.04
+
+
+def test_fully_transparent_image_has_no_digit() -> None:
+    with pytest.raises(InvalidInput, match="no digit"):
+        to_mnist(Image.new("RGBA", (50, 50), (0, 0, 0, 0)))
+
+
+def other_modes(image: Image.Image) -> dict[str, Image.Image]:
+    grey = np.asarray(image, dtype=np.float64) / 255
+    deep = Image.fromarray(np.rint(300 + grey * 3600).astype(np.uint16))  # 12-bit data in 16 bits
+    palette_alpha = image.convert("RGBA")
+    palette_alpha.putalpha(255)
+    palette_alpha = palette_alpha.convert("P")
+    palette_alpha.info["transparency"] = 255
+    return {
+        "1": image.convert("1", dither=Image.Dither.NONE),
+        "1-dithered": image.convert("1"),
+        "L": image,
+        "LA": image.convert("LA"),
+        "P": image.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
+        "P+transparency": palette_alpha,
+        "RGB": image.convert("RGB"),
+        "RGBA": image.convert("RGBA"),
+        "RGBX": image.convert("RGBX"),
+        "CMYK": image.convert("CMYK"),
+        "YCbCr": image.convert("YCbCr"),
+        "I;16": deep,
+        "I;16B": Image.fromarray(np.asarray(deep).astype(">u2")),
+        "I": Image.fromarray((grey * 1e6 - 5e5).astype(np.int32)),
+        "F": Image.fromarray((grey * 40 - 3).astype(np.float32)),
+    }
+
+
+@pytest.mark.parametrize(
+    "mode", ["1", "1-dithered", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I;16", "I;16B", "I", "F"]
+)
+def test_every_pixel_mode_gives_the_same_digit(mode: str, reference: np.ndarray) -> None:
+    image = other_modes(glyph_image())[mode]
+    tolerance = 0.06 if mode.startswith("1") else 0.03  # bilevel loses the anti-aliasing
+    assert shifted_distance(to_mnist(image), reference) < tolerance
+
+
+def test_sixteen_bit_png_uses_its_real_range(reference: np.ndarray) -> None:
+    image = other_modes(glyph_image())["I;16"]
+    decoded = decode_image(encode(image, "PNG"), MAX_PIXELS)
+    assert decoded.mode.startswith("I")
+    assert shifted_distance(to_mnist(decoded), reference) < 0.03
+
+
+def test_float_images_with_nan_and_inf_are_handled() -> None:
+    pixels = np.asarray(glyph_image(), dtype=np.float32)
+    pixels[0, 0], pixels[0, 1], pixels[0, 2] = np.nan, np.inf, -np.inf
+    assert_mnist_form(to_mnist(Image.fromarray(pixels)))
+
+
+def test_animated_gif_uses_the_first_frame(reference: np.ndarray) -> None:
+    first = glyph_image()
+    buffer = io.BytesIO()
+    first.save(buffer, "GIF", save_all=True, append_images=[first.rotate(90), Image.new("L", (200, 200), 240)])
+    assert shifted_distance(image_to_input(buffer.getvalue(), MAX_PIXELS), reference) < 0.03
+
+
+@pytest.mark.parametrize(("ink", "paper"), [(20, 240), (240, 20), (90, 160), (160, 90)])
+def test_polarity_is_detected(ink: int, paper: int, reference: np.ndarray) -> None:
+    assert shifted_distance(to_mnist(glyph_image(ink=ink, paper=paper)), reference) < 0.03
+
+
+@pytest.mark.parametrize(("ink", "paper"), [(20, 240), (240, 20)])
+def test_tight_crops_touching_the_border(ink: int, paper: int, reference: np.ndarray) -> None:
+    image = glyph_image(ink=ink, paper=paper)
+    tight = image.crop(Image.eval(image, lambda v: abs(v - paper) > 40 and 255).getbbox())
+    assert shifted_distance(to_mnist(tight), reference) < 0.04
+
+
+@pytest.mark.parametrize(
+    ("ink", "paper"), [((200, 30, 30), (30, 160, 40)), ((240, 240, 80), (40, 40, 200)), ((150, 100, 90), (90, 120, 150))]
+)
+def test_coloured_ink_on_coloured_paper(
+    ink: tuple[int, int, int], paper: tuple[int, int, int], reference: np.ndarray
+) -> None:
+    image = glyph_image(mode="RGB", ink=ink, paper=paper)
+    assert shifted_distance(to_mnist(image), reference) < 0.04
+
+
+def phone_photo(seed: int = 0) -> Image.Image:
+    """Grey ink on yellowish paper with a strong light gradient, noise and JPEG."""
+    rng = np.random.default_rng(seed)
+    mask = np.asarray(glyph_image(ink=255, paper=0, frame=(400, 300), at=(220, 100)), dtype=np.float32) / 255
+    ys, xs = np.mgrid[0:300, 0:400].astype(np.float32)
+    light = 0.6 + 0.4 * xs / 400 - 0.1 * ((ys - 150) / 150) ** 2
+    paper = np.array([235, 225, 190], dtype=np.float32)
+    pixels = (paper * (1 - mask[..., None]) + 60 * mask[..., None]) * light[..., None]
+    pixels += rng.normal(0, 4, pixels.shape)
+    return Image.open(io.BytesIO(encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=70)))
+
+
+def test_uneven_light_and_noise_are_suppressed(reference: np.ndarray) -> None:
+    out = to_mnist(phone_photo())
+    assert shifted_distance(out, reference) < 0.05
+    # Away from the digit the background is exactly black, like MNIST's.
+    assert out[:2].max() == 0 and out[-2:].max() == 0 and out[:, :2].max() == 0
+
+
+def test_specks_far_from_the_digit_are_ignored(reference: np.ndarray) -> None:
+    image = glyph_image(frame=(300, 300), at=(60, 60))
+    for x, y in ((10, 280), (285, 15), (290, 290)):
+        image.paste(20, (x, y, x + 3, y + 3))
+    assert shifted_distance(to_mnist(image), reference) < 0.03
+
+
+@pytest.mark.parametrize("stroke", [0.02, 0.04, 0.25])
+def test_stroke_width_is_brought_into_mnists_range(stroke: float) -> None:
+    out = to_mnist(glyph_image(height=160, stroke=stroke))
+    width = preprocess._stroke_width(out > 0.5)
+    assert 1.2 <= width <= 3.2
+    assert np.quantile(out[out > 0.5], 0.5) > 0.85
+
+
+def test_huge_images_are_reduced_quickly(reference: np.ndarray) -> None:
+    image = glyph_image(height=2000, frame=(3000, 2500))
+    assert shifted_distance(to_mnist(image), reference) < 0.04
+
+
+def test_wide_and_tall_frames_keep_the_aspect_ratio(reference: np.ndarray) -> None:
+    wide = glyph_image(height=60, frame=(600, 90), at=(500, 15))
+    tall = glyph_image(height=60, frame=(80, 500), at=(10, 20))
+    assert shifted_distance(to_mnist(wide), reference) < 0.04
+    assert shifted_distance(to_mnist(tall), reference) < 0.04
+
+
+def test_already_mnist_form_images_take_the_shortcut_with_the_same_result() -> None:
+    names = [name for name in sample_labels() if name.startswith("mnist_png_")]
+    if not names:
+        pytest.skip("no MNIST-form sample committed")
+    image = Image.open(SAMPLES / names[0]).convert("L")
+    shortcut = preprocess._mnist_like(image)
+    assert shortcut is not None
+    full = to_mnist(image.convert("RGB"))  # not mode L: takes the full path
+    assert np.abs(shortcut - full).mean() < 0.02
+    assert np.array_equal(to_mnist(image), shortcut)
+
+
+def test_shortcut_still_recentres() -> None:
+    digit = to_mnist(glyph_image())
+    moved = np.roll(digit, (-3, 3), axis=(0, 1))
+    image = Image.fromarray(np.rint(moved * 255).astype(np.uint8))
+    out = to_mnist(image)
+    assert preprocess._mnist_like(image) is not None
+    assert np.abs(out - digit).mean() < 0.01
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (64, 64), 255),
+        Image.new("L", (64, 64), 0),
+        Image.new("RGB", (64, 64), (120, 30, 200)),
+        Image.new("L", (1, 1), 0),
+        glyph_image(ink=120, paper=125),
+        Image.new("F", (30, 30), float("nan")),
+        Image.new("I;16", (30, 30), 40000),
+    ],
+    ids=["white", "black", "colour", "one-pixel", "low-contrast", "nan", "flat-16-bit"],
+)
+def test_blank_or_flat_images_have_no_digit(image: Image.Image) -> None:
+    with pytest.raises(InvalidInput) as info:
+        to_mnist(image)
+    assert info.value.detail == NO_DIGIT
+
+
+# --- The committed real-world samples and the model -----------------------------------------------
+
+
+def sample_labels() -> dict[str, int]:
+    path = SAMPLES / "labels.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def model() -> object:
+    ort = pytest.importorskip("onnxruntime")
+    for name in ("mnist-improved.onnx", "mnist-baseline.onnx"):
+        path = ROOT / "models" / name
+        if path.exists():
+            return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    pytest.skip("no trained model in models/")
+
+
+def test_samples_cover_the_special_encodings() -> None:
+    names = sample_labels()
+    assert 30 <= len(names) <= 40
+    for prefix in ("cmyk_", "gray16_", "palette_alpha_", "la_", "animated_", "exif_rotated_"):
+        assert any(name.startswith(prefix) for name in names), prefix
+    assert {Path(name).suffix for name in names} >= {".png", ".jpg", ".gif", ".webp"}
+    assert all((SAMPLES / name).stat().st_size <= 8_000 for name in names)
+
+
+@pytest.mark.parametrize("name", sorted(sample_labels()))
+def test_sample_is_read_right(name: str, model: object) -> None:
+    pixels = image_to_input((SAMPLES / name).read_bytes(), MAX_PIXELS)
+    assert_mnist_form(pixels)
+    session = model
+    input_name = session.get_inputs()[0].name  # type: ignore[attr-defined]
+    probabilities = session.run(None, {input_name: pixels[None, :, :, None]})[0]  # type: ignore[attr-defined]
+    assert int(probabilities.argmax()) == sample_labels()[name]
+
+
+# --- Properties -----------------------------------------------------------------------------------
+
+MODES = ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "I;16", "F"]
+
+
+@st.composite
+def any_image(draw: st.DrawFn) -> Image.Image:
+    mode = draw(st.sampled_from(MODES))
+    width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    content = draw(st.sampled_from(["noise", "flat", "two-level", "specks", "gradient", "glyph"]))
+    if content == "glyph":
+        base = np.asarray(glyph_image(height=max(4, height - 4), frame=(width, height)), dtype=np.float64) / 255
+    elif content == "flat":
+        base = np.full((height, width), rng.random())
+    elif content == "two-level":
+        base = np.where(rng.random((height, width)) < rng.random(), rng.random(), rng.random())
+    elif content == "specks":
+        base = (rng.random((height, width)) < 0.01).astype(np.float64)
+    elif content == "gradient":
+        base = np.add.outer(np.linspace(0, rng.random(), height), np.linspace(0, rng.random(), width))
+    else:
+        base = rng.random((height, width))
+    grey = np.clip(base, 0, 1)
+    image = Image.fromarray(np.rint(grey * 255).astype(np.uint8))
+    if mode == "I;16":
+        return Image.fromarray(np.rint(grey * draw(st.sampled_from([255, 4095, 65535]))).astype(np.uint16))
+    if mode == "I":
+        return Image.fromarray((grey * rng.uniform(-1e9, 1e9) + rng.uniform(-1e9, 1e9)).astype(np.int32))
+    if mode == "F":
+        values = (grey * draw(st.sampled_from([1.0, 255.0, 1e30, -1e-30]))).astype(np.float32)
+        if draw(st.booleans()):
+            values.ravel()[rng.integers(0, values.size)] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        return Image.fromarray(values)
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA"):
+        colour = image.convert("RGB") if mode.startswith(("RGB", "P")) else image
+        alpha = Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8) * (rng.random() < 0.5))
+        full = colour.convert("RGBA" if mode.startswith(("RGB", "P")) else "LA")
+        full.putalpha(alpha)
+        return full.convert(mode) if mode != "PA" else full.convert("P").convert("PA")
+    if mode == "P":
+        return image.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    return image.convert(mode)
+
+
+@given(any_image())
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_image_gives_mnist_form_or_a_documented_error(image: Image.Image) -> None:
+    try:
+        out = to_mnist(image)
+    except ServiceError as error:
+        assert error.status_code in (413, 415, 422)
+        return
+    assert_mnist_form(out)
+
+
+ENCODABLE = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "GIF": ["L", "P"], "BMP": ["1", "L", "P", "RGB"],
+             "TIFF": ["1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "F"], "JPEG": ["L", "RGB", "CMYK"],
+             "WEBP": ["RGB", "RGBA"]}
+
+
+@given(any_image(), st.sampled_from(sorted(ENCODABLE)), st.integers(0, 100))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_encoded_or_damaged_file_gives_mnist_form_or_a_documented_error(
+    image: Image.Image, fmt: str, cut: int
+) -> None:
+    if image.mode in ("La", "RGBa", "PA"):
+        image = image.convert("LA" if image.mode == "La" else "RGBA")
+    if image.mode not in ENCODABLE[fmt]:
+        image = image.convert(ENCODABLE[fmt][-1] if image.mode in ("I", "F") else "RGB")
+        if image.mode not in ENCODABLE[fmt]:
+            image = image.convert(ENCODABLE[fmt][0])
+    data = encode(image, fmt)
+    if cut < 30:  # damaged in transit
+        data = data[: len(data) * cut // 30]
+    try:
+        out = image_to_input(data, MAX_PIXELS)
+    except ServiceError as error:
+        assert error.status_code in (413, 415, 422)
+        return
+    assert_mnist_form(out)
+
+
+@given(
+    height=st.integers(24, 420),
+    frame_scale=st.floats(1.0, 2.5),
+    aspect=st.floats(0.5, 3.0),
+    where=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+@settings(max_examples=40, deadline=None)
+def test_output_is_invariant_to_size_and_position(
+    height: int, frame_scale: float, aspect: float, where: tuple[float, float], reference: np.ndarray
+) -> None:
+    mask = glyph_mask(height)
+    frame_h = max(mask.height, round(height * frame_scale))
+    frame_w = max(mask.width, round(frame_h * aspect))
+    at = (round(where[0] * (frame_w - mask.width)), round(where[1] * (frame_h - mask.height)))
+    out = to_mnist(glyph_image(height=height, frame=(frame_w, frame_h), at=at))
+    tolerance = 0.06 if height < 40 else 0.04  # a tiny source has less detail to give
+    assert shifted_distance(out, reference) < tolerance
+
+
+# --- pixels_to_input ------------------------------------------------------------------------------
+
+
+def grid(value: float = 0) -> list[list[float]]:
+    return [[value] * 28 for _ in range(28)]
+
+
+def test_pixels_single_image() -> None:
+    pixels = grid(0)
+    pixels[3][4] = 255
+    pixels[5][6] = 127.5
+    out = pixels_to_input(pixels, batch=False)
+    assert out.shape == (1, 28, 28) and out.dtype == np.float32
+    assert out[0, 3, 4] == 1.0 and out[0, 5, 6] == pytest.approx(0.5)
+    assert out.sum() == pytest.approx(1.5)
+
+
+def test_pixels_batch() -> None:
+    out = pixels_to_input([grid(0), grid(255), grid(51)], batch=True)
+    assert out.shape == (3, 28, 28) and out.dtype == np.float32
+    assert out[0].max() == 0 and out[1].min() == 1 and out[2].mean() == pytest.approx(0.2)
+
+
+def test_pixels_are_used_as_given() -> None:
+    pixels = grid(0)
+    pixels[0][0] = 200  # off-centre, a corner: no recentring, no scaling, no polarity change
+    out = pixels_to_input(pixels, batch=False)
+    assert out[0, 0, 0] == pytest.approx(200 / 255) and out.sum() == pytest.approx(200 / 255)
+
+
+def deep(depth: int) -> list[object]:
+    value: list[object] = [0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "batch"),
+    [
+        (grid()[:27], False),
+        ([row[:27] for row in grid()], False),
+        ([grid()], False),
+        (grid(), True),
+        ([], False),
+        ([], True),
+        ([[]], True),
+        (5, False),
+        (grid()[:-1] + [[0] * 29], False),
+        ([grid(), grid()[:27]], True),
+        (deep(40), False),
+        (deep(100_000), False),
+        (deep(100_000), True),
+    ],
+    ids=[
+        "27-rows", "27-cols", "3d-single", "2d-batch", "empty", "empty-batch", "batch-of-empty", "scalar",
+        "ragged", "ragged-batch", "deep-40", "deep-100000", "deep-100000-batch",
+    ],
+)
+def test_pixels_shape_errors(value: object, batch: bool) -> None:
+    with pytest.raises(InvalidInput, match="'pixels' must be") as info:
+        pixels_to_input(value, batch=batch)
+    assert info.value.status_code == 422
+    assert "28 x 28" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "bad", ["1", True, False, None, {"a": 1}, [1, 2], "abc", b"x", 1 + 2j], ids=repr
+)
+def test_pixels_type_errors(bad: object) -> None:
+    pixels: list[list[object]] = [list(row) for row in grid()]
+    pixels[7][9] = bad
+    with pytest.raises(InvalidInput) as info:
+        pixels_to_input(pixels, batch=False)
+    if isinstance(bad, list):
+        assert "'pixels' must be" in info.value.detail  # a list in a number's place: a shape error
+    else:
+        assert info.value.detail == PIXELS_TYPE
+
+
+def test_pixels_all_booleans_are_refused() -> None:
+    with pytest.raises(InvalidInput) as info:
+        pixels_to_input([[True] * 28 for _ in range(28)], batch=False)
+    assert info.value.detail == PIXELS_TYPE
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_pixels_not_finite(bad: float) -> None:
+    pixels = grid()
+    pixels[0][0] = bad
+    with pytest.raises(InvalidInput) as info:
+        pixels_to_input([pixels], batch=True)
+    assert info.value.detail == PIXELS_NOT_FINITE
+
+
+@pytest.mark.parametrize(("bad", "shown"), [(-1, "-1"), (256, "256"), (255.5, "255.5"), (10**30, "1e+30"), (-(10**400), "-inf")])
+def test_pixels_out_of_range(bad: float, shown: str) -> None:
+    pixels: list[list[float]] = grid()
+    pixels[27][27] = bad
+    with pytest.raises(InvalidInput, match="from 0 to 255") as info:
+        pixels_to_input(pixels, batch=False)
+    assert shown in info.value.detail
+
+
+@given(st.lists(st.lists(st.one_of(st.integers(0, 255), st.floats(0, 255)), min_size=28, max_size=28),
+                min_size=28, max_size=28))
+@settings(max_examples=30, deadline=None)
+def test_any_valid_pixels_are_scaled(pixels: list[list[float]]) -> None:
+    out = pixels_to_input(pixels, batch=False)
+    assert out.shape == (1, 28, 28)
+    np.testing.assert_allclose(out[0], np.asarray(pixels, dtype=np.float64) / 255, rtol=1e-6, atol=1e-7)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+                    lambda children: st.lists(children, max_size=30), max_leaves=60))
+@settings(max_examples=200, deadline=None)
+def test_any_json_value_is_accepted_or_refused_cleanly(value: object) -> None:
+    for batch in (False, True):
+        try:
+            out = pixels_to_input(value, batch=batch)
+        except InvalidInput:
+            continue
+        assert out.dtype == np.float32 and out.shape[1:] == (28, 28)
