@@ -93,6 +93,17 @@ def _row(meta: dict[str, Any]) -> str:
     )
 
 
+def _provenance(meta: dict[str, Any]) -> str:
+    if "quantization" in meta:
+        q = meta["quantization"]
+        return (
+            f"- int8 copy of `{q['source']}` ({q['method']}; {q['calibration_images']} calibration images): "
+            f"{q['accuracy_change_points']:+.2f} points of test accuracy"
+        )
+    parity = meta["parity"]
+    return f"- parity with Keras on {parity['images']} test images: max abs diff {parity['max_abs_diff']:.2g}"
+
+
 def write_model_card(output_dir: Path) -> Path:
     """MODEL_CARD.md from every model's metadata in ``output_dir``, improved first."""
     metas = [json.loads(p.read_text()) for p in sorted(output_dir.glob("*.json"))]
@@ -128,8 +139,7 @@ def write_model_card(output_dir: Path) -> Path:
             f"{training['batch_size']}, learning rate {training['learning_rate']} ({training['schedule']}), "
             f"augmentation {'on' if training['augment'] else 'off'}, seed {training['seed']}",
             f"- trained in {training['training_seconds'] / 60:.1f} min on {training['machine']}",
-            f"- parity with Keras on {meta['parity']['images']} test images: max abs diff "
-            f"{meta['parity']['max_abs_diff']:.2g}",
+            _provenance(meta),
             "",
             "| class | precision | recall | F1 |",
             "| ---: | ---: | ---: | ---: |",
@@ -138,11 +148,14 @@ def write_model_card(output_dir: Path) -> Path:
                 for c, v in test["per_class"].items()
             ],
             "",
-            f"![learning curves]({name}-curves.png)",
-            f"![confusion matrix]({name}-confusion.png)",
-            f"![misclassified digits]({name}-misclassified.png)",
-            "",
         ]
+        if "quantization" not in meta:  # the int8 copy has no training run of its own
+            lines += [
+                f"![learning curves]({name}-curves.png)",
+                f"![confusion matrix]({name}-confusion.png)",
+                f"![misclassified digits]({name}-misclassified.png)",
+                "",
+            ]
     path = output_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
