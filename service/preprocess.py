@@ -140,7 +140,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise InvalidInput(UNDECODABLE_IMAGE.format(reason="not a recognised image format")) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PayloadTooLarge(IMAGE_BOMB.format(limit=max_pixels)) from None
-    except Exception as exc:  # noqa: BLE001 - any failure on client bytes is the client's
+    except Exception as exc:  # any failure on client bytes is the client's
         raise InvalidInput(UNDECODABLE_IMAGE.format(reason=_reason(exc, "unreadable header"))) from None
 
     width, height = image.size
@@ -159,7 +159,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PayloadTooLarge(IMAGE_BOMB.format(limit=max_pixels)) from None
-    except Exception as exc:  # noqa: BLE001 - any failure on client bytes is the client's
+    except Exception as exc:  # any failure on client bytes is the client's
         reason = _reason(exc, f"corrupt {image.format} data" if image.format else "corrupt data")
         raise InvalidInput(UNDECODABLE_IMAGE.format(reason=reason)) from None
     return image
@@ -234,7 +234,7 @@ def _upright(image: Image.Image) -> Image.Image:
         if image.getexif().get(_EXIF_ORIENTATION, 1) in (1, None):
             return image
         return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a broken EXIF block is no reason to refuse the image
+    except Exception:  # a broken EXIF block is no reason to refuse the image
         return image
 
 
@@ -681,8 +681,9 @@ def _centre(digit: FloatArray) -> FloatArray:
         raise InvalidInput(NO_DIGIT)
     row = float(digit.sum(axis=1) @ np.arange(height, dtype=np.float32)) / mass
     col = float(digit.sum(axis=0) @ np.arange(width, dtype=np.float32)) / mass
-    top = min(max(round(CENTRE - row), 0), SIZE - height) if height <= SIZE else 0
-    left = min(max(round(CENTRE - col), 0), SIZE - width) if width <= SIZE else 0
+    # Whole pixels, rounding halves up (round() would round them to even), kept inside the frame.
+    top = min(max(math.floor(CENTRE - row + 0.5), 0), SIZE - height)
+    left = min(max(math.floor(CENTRE - col + 0.5), 0), SIZE - width)
     out[top : top + height, left : left + width] = digit[: SIZE - top, : SIZE - left]
     return out
 

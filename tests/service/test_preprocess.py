@@ -139,7 +139,7 @@ def test_empty_bytes_are_invalid() -> None:
     assert info.value.status_code == 422
 
 
-@pytest.mark.parametrize("data", [b"hello, world", b"\x00" * 100, bytes(range(256)), b"{\"pixels\": []}"])
+@pytest.mark.parametrize("data", [b"hello, world", b"\x00" * 100, bytes(range(256)), b'{"pixels": []}'])
 def test_garbage_is_undecodable(data: bytes) -> None:
     with pytest.raises(InvalidInput, match="could not be decoded") as info:
         decode_image(data, MAX_PIXELS)
@@ -291,9 +291,7 @@ def canvas(ink: int, hidden: int, alpha_mode: str = "RGBA") -> Image.Image:
     return Image.merge("RGBA", (colour, colour, colour, alpha))
 
 
-@pytest.mark.parametrize(
-    ("ink", "hidden"), [(0, 0), (0, 255), (255, 0), (255, 255), (60, 60), (200, 128)]
-)
+@pytest.mark.parametrize(("ink", "hidden"), [(0, 0), (0, 255), (255, 0), (255, 255), (60, 60), (200, 128)])
 @pytest.mark.parametrize("alpha_mode", ["RGBA", "LA"])
 def test_transparent_canvases_are_flattened_on_a_contrasting_background(
     ink: int, hidden: int, alpha_mode: str, reference: np.ndarray
@@ -342,7 +340,24 @@ def other_modes(image: Image.Image) -> dict[str, Image.Image]:
 
 
 @pytest.mark.parametrize(
-    "mode", ["1", "1-dithered", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I;16", "I;16B", "I", "F"]
+    "mode",
+    [
+        "1",
+        "1-dithered",
+        "L",
+        "LA",
+        "P",
+        "P+transparency",
+        "RGB",
+        "RGBA",
+        "RGBX",
+        "CMYK",
+        "YCbCr",
+        "I;16",
+        "I;16B",
+        "I",
+        "F",
+    ],
 )
 def test_every_pixel_mode_gives_the_same_digit(mode: str, reference: np.ndarray) -> None:
     image = other_modes(glyph_image())[mode]
@@ -383,7 +398,8 @@ def test_tight_crops_touching_the_border(ink: int, paper: int, reference: np.nda
 
 
 @pytest.mark.parametrize(
-    ("ink", "paper"), [((200, 30, 30), (30, 160, 40)), ((240, 240, 80), (40, 40, 200)), ((150, 100, 90), (90, 120, 150))]
+    ("ink", "paper"),
+    [((200, 30, 30), (30, 160, 40)), ((240, 240, 80), (40, 40, 200)), ((150, 100, 90), (90, 120, 150))],
 )
 def test_coloured_ink_on_coloured_paper(
     ink: tuple[int, int, int], paper: tuple[int, int, int], reference: np.ndarray
@@ -409,6 +425,16 @@ def test_uneven_light_and_noise_are_suppressed(reference: np.ndarray) -> None:
     assert shifted_distance(out, reference) < 0.05
     # Away from the digit the background is exactly black, like MNIST's.
     assert out[:2].max() == 0 and out[-2:].max() == 0 and out[:, :2].max() == 0
+
+
+def test_blank_photo_of_unevenly_lit_paper_has_no_digit() -> None:
+    rng = np.random.default_rng(5)
+    ys, xs = np.mgrid[0:300, 0:400].astype(np.float32)
+    paper = 230 * (0.6 + 0.4 * xs / 400 - 0.1 * ((ys - 150) / 150) ** 2) + rng.normal(0, 3, (300, 400))
+    photo = encode(Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8)), "JPEG", quality=70)
+    with pytest.raises(InvalidInput) as info:
+        image_to_input(photo, MAX_PIXELS)
+    assert info.value.detail == NO_DIGIT
 
 
 def test_specks_far_from_the_digit_are_ignored(reference: np.ndarray) -> None:
@@ -469,8 +495,9 @@ def test_shortcut_still_recentres() -> None:
         glyph_image(ink=120, paper=125),
         Image.new("F", (30, 30), float("nan")),
         Image.new("I;16", (30, 30), 40000),
+        Image.fromarray(np.clip(np.random.default_rng(3).normal(128, 3, (80, 80)), 0, 255).astype(np.uint8)),
     ],
-    ids=["white", "black", "colour", "one-pixel", "low-contrast", "nan", "flat-16-bit"],
+    ids=["white", "black", "colour", "one-pixel", "low-contrast", "nan", "flat-16-bit", "faint-noise"],
 )
 def test_blank_or_flat_images_have_no_digit(image: Image.Image) -> None:
     with pytest.raises(InvalidInput) as info:
@@ -571,9 +598,14 @@ def test_any_image_gives_mnist_form_or_a_documented_error(image: Image.Image) ->
     assert_mnist_form(out)
 
 
-ENCODABLE = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "GIF": ["L", "P"], "BMP": ["1", "L", "P", "RGB"],
-             "TIFF": ["1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "F"], "JPEG": ["L", "RGB", "CMYK"],
-             "WEBP": ["RGB", "RGBA"]}
+ENCODABLE = {
+    "PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"],
+    "GIF": ["L", "P"],
+    "BMP": ["1", "L", "P", "RGB"],
+    "TIFF": ["1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "F"],
+    "JPEG": ["L", "RGB", "CMYK"],
+    "WEBP": ["RGB", "RGBA"],
+}
 
 
 @given(any_image(), st.sampled_from(sorted(ENCODABLE)), st.integers(0, 100))
@@ -672,8 +704,19 @@ def deep(depth: int) -> list[object]:
         (deep(100_000), True),
     ],
     ids=[
-        "27-rows", "27-cols", "3d-single", "2d-batch", "empty", "empty-batch", "batch-of-empty", "scalar",
-        "ragged", "ragged-batch", "deep-40", "deep-100000", "deep-100000-batch",
+        "27-rows",
+        "27-cols",
+        "3d-single",
+        "2d-batch",
+        "empty",
+        "empty-batch",
+        "batch-of-empty",
+        "scalar",
+        "ragged",
+        "ragged-batch",
+        "deep-40",
+        "deep-100000",
+        "deep-100000-batch",
     ],
 )
 def test_pixels_shape_errors(value: object, batch: bool) -> None:
@@ -683,9 +726,7 @@ def test_pixels_shape_errors(value: object, batch: bool) -> None:
     assert "28 x 28" in info.value.detail
 
 
-@pytest.mark.parametrize(
-    "bad", ["1", True, False, None, {"a": 1}, [1, 2], "abc", b"x", 1 + 2j], ids=repr
-)
+@pytest.mark.parametrize("bad", ["1", True, False, None, {"a": 1}, [1, 2], "abc", b"x", 1 + 2j], ids=repr)
 def test_pixels_type_errors(bad: object) -> None:
     pixels: list[list[object]] = [list(row) for row in grid()]
     pixels[7][9] = bad
@@ -712,7 +753,9 @@ def test_pixels_not_finite(bad: float) -> None:
     assert info.value.detail == PIXELS_NOT_FINITE
 
 
-@pytest.mark.parametrize(("bad", "shown"), [(-1, "-1"), (256, "256"), (255.5, "255.5"), (10**30, "1e+30"), (-(10**400), "-inf")])
+@pytest.mark.parametrize(
+    ("bad", "shown"), [(-1, "-1"), (256, "256"), (255.5, "255.5"), (10**30, "1e+30"), (-(10**400), "-inf")]
+)
 def test_pixels_out_of_range(bad: float, shown: str) -> None:
     pixels: list[list[float]] = grid()
     pixels[27][27] = bad
@@ -721,8 +764,11 @@ def test_pixels_out_of_range(bad: float, shown: str) -> None:
     assert shown in info.value.detail
 
 
-@given(st.lists(st.lists(st.one_of(st.integers(0, 255), st.floats(0, 255)), min_size=28, max_size=28),
-                min_size=28, max_size=28))
+@given(
+    st.lists(
+        st.lists(st.one_of(st.integers(0, 255), st.floats(0, 255)), min_size=28, max_size=28), min_size=28, max_size=28
+    )
+)
 @settings(max_examples=30, deadline=None)
 def test_any_valid_pixels_are_scaled(pixels: list[list[float]]) -> None:
     out = pixels_to_input(pixels, batch=False)
@@ -730,8 +776,13 @@ def test_any_valid_pixels_are_scaled(pixels: list[list[float]]) -> None:
     np.testing.assert_allclose(out[0], np.asarray(pixels, dtype=np.float64) / 255, rtol=1e-6, atol=1e-7)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-                    lambda children: st.lists(children, max_size=30), max_leaves=60))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+        lambda children: st.lists(children, max_size=30),
+        max_leaves=60,
+    )
+)
 @settings(max_examples=200, deadline=None)
 def test_any_json_value_is_accepted_or_refused_cleanly(value: object) -> None:
     for batch in (False, True):
