@@ -292,36 +292,46 @@ def _shrink(image: Image.Image) -> Image.Image:
     return image.reduce(factor)
 
 
-def _grey(image: Image.Image) -> ByteArray:
-    """One 8-bit grey channel with alpha flattened; the ink may be dark or light."""
+def _grey(image: Image.Image) -> Image.Image:
+    """One 8-bit grey channel (mode L) with alpha flattened; the ink may be dark or light."""
     mode = image.mode
     if mode == "L":
-        return np.asarray(image)
+        return image
     if mode in ("I", "F"):
-        return _to_bytes(_stretch(np.asarray(image, dtype=np.float32)))
+        return _from_floats(_stretch(np.asarray(image, dtype=np.float32)))
     pixels = np.asarray(image)
-    colour = pixels if mode != "LA" else None
     alpha = pixels[..., -1] if mode in ("LA", "RGBA") else None
-    axis = _colour_axis(colour, alpha) if colour is not None else None
+    axis = _colour_axis(pixels, alpha) if mode != "LA" else None
+    if alpha is not None and alpha.min() == 255:
+        image, alpha = image.convert(mode[:-1]), None
     if alpha is None:
         if axis is None:
-            return np.asarray(image.convert("L"))
-        return _to_bytes(_stretch(pixels.reshape(-1, 3).astype(np.float32) @ axis).reshape(pixels.shape[:2]))
-    if alpha.min() == 255:
-        return np.asarray(image.convert("L")) if axis is None else _grey(image.convert("RGB"))
+            return image.convert("L")
+        return _from_floats(_stretch(_project(pixels, axis)))
     if axis is None:
-        grey = np.asarray(image.convert("L"), dtype=np.float32) if mode == "RGBA" else pixels[..., 0]
-        grey = np.asarray(grey, dtype=np.float32) * np.float32(1 / 255)
+        grey = np.asarray(image.convert("L") if mode == "RGBA" else image.getchannel(0), dtype=np.float32)
+        grey *= np.float32(1 / 255)
     else:
-        grey = _stretch(pixels[..., :3].reshape(-1, 3).astype(np.float32) @ axis).reshape(pixels.shape[:2])
-    return _to_bytes(_flatten(grey, alpha.astype(np.float32) * np.float32(1 / 255)))
+        grey = _stretch(_project(pixels, axis))
+    return _from_floats(_flatten(grey, alpha.astype(np.float32) * np.float32(1 / 255)))
+
+
+def _project(pixels: ByteArray, axis: FloatArray) -> FloatArray:
+    """Each pixel's colour projected on a colour axis."""
+    flat = pixels[..., :3].reshape(-1, 3).astype(np.float32) @ axis
+    return np.asarray(flat.reshape(pixels.shape[:2]), dtype=np.float32)
+
+
+def _from_floats(values: FloatArray) -> Image.Image:
+    """[0, 1] floats to an 8-bit grey image (MNIST itself is 8-bit, and histograms become cheap)."""
+    return Image.fromarray(_to_bytes(values))
 
 
 LUMA: Final = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _to_bytes(values: FloatArray) -> ByteArray:
-    """[0, 1] floats to 8-bit levels (MNIST itself is 8-bit, and histograms become cheap)."""
+    """[0, 1] floats to 8-bit levels."""
     scaled = values * np.float32(255)
     scaled += np.float32(0.5)
     return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
@@ -417,9 +427,10 @@ def _levels(hist: NDArray[np.int64], threshold: int) -> tuple[float, float, floa
     return floor_bin / 255, 1.4826 * mad / 255, core_bin / 255
 
 
-def _digit(grey: ByteArray) -> FloatArray:
-    """The digit's crop: white ink on an exactly black background, stroke core near 1."""
-    hist = np.array(Image.fromarray(grey).histogram())
+def _digit(image: Image.Image) -> FloatArray:
+    """The digit's crop (from a mode L image): white ink on an exactly black background, stroke core near 1."""
+    hist = np.array(image.histogram())
+    grey: ByteArray = np.asarray(image)
     threshold = _otsu(hist)
     light = int(hist[threshold + 1 :].sum())
     if light == 0 or light == grey.size:
@@ -646,8 +657,9 @@ def _normalise_strokes(digit: FloatArray) -> FloatArray:
 
 def _stroke_width(mask: NDArray[np.bool_]) -> float:
     """Mean stroke width in pixels: twice the area over the perimeter (a long thin stroke's)."""
-    padded = np.pad(mask, 1)
-    perimeter = np.count_nonzero(padded[1:] != padded[:-1]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    inner = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+    outer = np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1]) + np.count_nonzero(mask[:, 0])
+    perimeter = inner + outer + np.count_nonzero(mask[:, -1])
     return 2.0 * np.count_nonzero(mask) / perimeter if perimeter else 0.0
 
 
