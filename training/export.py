@@ -31,6 +31,8 @@ class Parity:
 
 def export_onnx(model: object, opset: int) -> bytes:
     """Serialized ONNX of ``model``: float32 ``image`` [N,28,28,1] → ``probabilities`` [N,10]."""
+    # Keras refuses to export a model that has never been called.
+    model.predict(np.zeros((1, 28, 28, 1), np.float32), verbose=0)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         # Keras 3 exports through tf2onnx; tf2onnx.convert.from_keras does not support Keras 3.
