@@ -472,7 +472,7 @@ def test_already_mnist_form_images_take_the_shortcut_with_the_same_result() -> N
     shortcut = preprocess._mnist_like(image)
     assert shortcut is not None
     full = to_mnist(image.convert("RGB"))  # not mode L: takes the full path
-    assert np.abs(shortcut - full).mean() < 0.02
+    assert np.abs(shortcut - full).mean() < 0.005
     assert np.array_equal(to_mnist(image), shortcut)
 
 
@@ -480,9 +480,11 @@ def test_shortcut_still_recentres() -> None:
     digit = to_mnist(glyph_image())
     moved = np.roll(digit, (-3, 3), axis=(0, 1))
     image = Image.fromarray(np.rint(moved * 255).astype(np.uint8))
-    out = to_mnist(image)
     assert preprocess._mnist_like(image) is not None
-    assert np.abs(out - digit).mean() < 0.01
+    out = to_mnist(image)
+    row, col = centre_of_mass(out)
+    assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5
+    assert np.abs(out - digit).mean() < 0.03  # framing its own output again changes it only a little
 
 
 @pytest.mark.parametrize(
