@@ -8,12 +8,14 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from service.config import Settings
 from service.inference import Classifier, ModelLoadError
 from service.logs import log_config
+from service.supervisor import Supervisor
 
 OPTIONS = {"host": str, "port": int, "workers": int, "model": Path}
 
@@ -55,19 +57,23 @@ def main(argv: list[str] | None = None) -> int:
         # Workers write their metrics here so that any of them can report the total.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digits-metrics-")
 
-    uvicorn.run(
-        "service.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=log_config(settings.log_level, settings.log_json, settings.access_log),
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        server_header=False,
-        proxy_headers=False,
-    )
-    return 0
+    config: dict[str, Any] = {
+        "app": "service.app:create_app_from_env",
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": log_config(settings.log_level, settings.log_json, settings.access_log),
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "server_header": False,
+        "proxy_headers": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(**config)
+        return 0
+    # Each worker listens on its own SO_REUSEPORT socket, so the kernel balances connections.
+    stop_timeout = settings.shutdown_drain_s + settings.shutdown_timeout_s + 5
+    return Supervisor(config, settings.workers, stop_timeout).run()
 
 
 if __name__ == "__main__":
