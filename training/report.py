@@ -88,7 +88,7 @@ def _row(meta: dict[str, Any]) -> str:
     test = meta["metrics"]["test"]
     training = meta["training"]
     return (
-        f"| `{meta['name']}` | {meta['parameters']:,} | {test['accuracy']:.2%} | {test['loss']:.4f} | "
+        f"| `{meta['file']}` | {meta['parameters']:,} | {test['accuracy']:.2%} | {test['loss']:.4f} | "
         f"{training['epochs_run']} | {training['training_seconds'] / 60:.1f} min |"
     )
 
@@ -126,7 +126,7 @@ def write_model_card(output_dir: Path) -> Path:
         "",
     ]
     for meta in metas:
-        name = meta["name"]
+        name = meta["file"].removesuffix(".onnx")
         training = meta["training"]
         test = meta["metrics"]["test"]
         lines += [
