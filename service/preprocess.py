@@ -224,13 +224,13 @@ def to_mnist(image: Image.Image) -> FloatArray:
     from the border (Otsu classes); background to 0 and stroke core to 1 (lighting fitted and
     noise smoothed for photos); crop to the ink, ignoring distant specks; stroke width brought
     into MNIST's range; longer side to 20 px; centre of mass to the middle of 28x28. Images
-    that are already MNIST-form skip to the last step.
+    that are already MNIST-form skip the analysis and go straight to the framing.
     """
     image = _upright(image)
     fast = _mnist_like(image)
     if fast is not None:
         return fast
-    return _frame(_digit(_grey(_shrink(_plain_mode(image)))))
+    return _frame(_digit(_grey(_plain_mode(image))))
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -290,43 +290,53 @@ def _plain_mode(image: Image.Image) -> Image.Image:
 def _shrink(image: Image.Image) -> Image.Image:
     """Box-average big images down to about WORK_PIXELS, in C, before numpy sees them."""
     factor = math.ceil(math.sqrt(image.size[0] * image.size[1] / WORK_PIXELS) - 0.25)
-    if factor < 2:
-        return image
-    if image.mode in ("LA", "RGBA"):
-        # Average premultiplied colours, so transparent pixels cannot bleed their hidden colour.
-        premultiplied = image.mode[:-1] + "a"
-        return image.convert(premultiplied).reduce(factor).convert(image.mode)
-    return image.reduce(factor)
+    # PIL averages LA and RGBA premultiplied, so transparent pixels cannot bleed their hidden colour.
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _grey(image: Image.Image) -> Image.Image:
-    """One 8-bit grey channel (mode L) with alpha flattened; the ink may be dark or light."""
+    """One 8-bit grey channel (mode L, shrunk) with alpha flattened; the ink may be dark or light.
+
+    The choices (which colour axis, which background) are made on a sparse sample; the
+    per-pixel work is PIL's, in C, except in the rare case of a colour axis.
+    """
     mode = image.mode
     if mode == "L":
-        return image
+        return _shrink(image)
     if mode in ("I", "F"):
-        return _from_floats(_stretch(np.asarray(image, dtype=np.float32)))
-    pixels = np.asarray(image)
-    alpha = pixels[..., -1] if mode in ("LA", "RGBA") else None
-    axis = _colour_axis(pixels, alpha) if mode != "LA" else None
-    if alpha is not None and alpha.min() == 255:
-        image, alpha = image.convert(mode[:-1]), None
+        return _from_floats(_stretch(np.asarray(_shrink(image), dtype=np.float32)))
+    sample = np.asarray(image.resize((min(image.width, 64), min(image.height, 64)), Image.Resampling.NEAREST))
+    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if mode in ("LA", "RGBA") else None
+    if alpha is not None and alpha.min() == 1:
+        image, mode, alpha = image.convert(mode[:-1]), mode[:-1], None
+        if mode == "L":
+            return _shrink(image)
+    axis = _colour_axis(sample, alpha) if mode != "LA" else None
+    if axis is not None:
+        return _project_on(_shrink(image), axis)
+    luma = image.getchannel(0) if mode == "LA" else image.convert("L")
     if alpha is None:
-        if axis is None:
-            return image.convert("L")
-        return _from_floats(_stretch(_project(pixels, axis)))
-    if axis is None:
-        grey = np.asarray(image.convert("L") if mode == "RGBA" else image.getchannel(0), dtype=np.float32)
-        grey *= np.float32(1 / 255)
-    else:
-        grey = _stretch(_project(pixels, axis))
-    return _from_floats(_flatten(grey, alpha.astype(np.float32) * np.float32(1 / 255)))
+        return _shrink(luma)
+    sample_luma = np.asarray(luma.resize(sample.shape[1::-1], Image.Resampling.NEAREST), dtype=np.float32)
+    sample_luma *= np.float32(1 / 255)
+    background = round(255 * _background(sample_luma, alpha))
+    return _shrink(Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A")))
 
 
-def _project(pixels: ByteArray, axis: FloatArray) -> FloatArray:
-    """Each pixel's colour projected on a colour axis."""
-    flat = pixels[..., :3].reshape(-1, 3).astype(np.float32) @ axis
-    return np.asarray(flat.reshape(pixels.shape[:2]), dtype=np.float32)
+def _project_on(image: Image.Image, axis: FloatArray) -> Image.Image:
+    """Grey from each pixel's colour projected on a colour axis (alpha flattened, if any)."""
+    pixels = np.asarray(image)
+    projected = (pixels[..., :3].reshape(-1, 3).astype(np.float32) @ axis).reshape(pixels.shape[:2])
+    if image.mode == "RGB":
+        return _from_floats(_stretch(np.asarray(projected, dtype=np.float32)))
+    alpha = pixels[..., 3].astype(np.float32) * np.float32(1 / 255)
+    opaque = alpha > 0.5
+    # Stretch by the drawn pixels' range: hidden colours under alpha 0 do not count.
+    reference = projected[opaque] if opaque.any() else projected
+    low, high = float(reference.min()), float(reference.max())
+    grey = np.clip((projected - low) * np.float32(1 / (high - low or 1)), 0, 1).astype(np.float32)
+    background = np.float32(_background(grey, alpha))
+    return _from_floats(np.asarray(background + alpha * (grey - background), dtype=np.float32))
 
 
 def _from_floats(values: FloatArray) -> Image.Image:
@@ -358,7 +368,7 @@ def _stretch(values: FloatArray) -> FloatArray:
     return np.asarray(scaled, dtype=np.float32)
 
 
-def _colour_axis(pixels: ByteArray, alpha: ByteArray | None = None) -> FloatArray | None:
+def _colour_axis(pixels: ByteArray, alpha: FloatArray | None = None) -> FloatArray | None:
     """The colour axis with the most contrast, when it beats luminance clearly; else None (use luminance).
 
     Red ink on green card can have the same luminance as the card: then the digit is on the
@@ -388,8 +398,8 @@ def _colour_axis(pixels: ByteArray, alpha: ByteArray | None = None) -> FloatArra
     return np.asarray(axis, dtype=np.float32)
 
 
-def _flatten(colour: FloatArray, alpha: FloatArray) -> FloatArray:
-    """Composite a grey channel (straight alpha) on a background that contrasts with the ink.
+def _background(colour: FloatArray, alpha: FloatArray) -> float:
+    """The grey (0-1) to flatten transparent pixels on: one that contrasts with the ink.
 
     Canvas drawings are often black strokes on a transparent background whose hidden colour is
     also black (or white on white), so the alpha channel is the drawing: put the opaque pixels on
@@ -398,12 +408,10 @@ def _flatten(colour: FloatArray, alpha: FloatArray) -> FloatArray:
     """
     covered = float(alpha.sum())
     if covered <= 0:
-        return np.zeros(alpha.shape, dtype=np.float32)
+        return 0.0
     if covered > 0.5 * alpha.size:
-        background = float(np.median(colour[alpha > 0.5]))
-    else:
-        background = 1.0 if float((colour * alpha).sum()) / covered < 0.5 else 0.0
-    return np.asarray(background + alpha * (colour - np.float32(background)), dtype=np.float32)
+        return float(np.median(colour[alpha > 0.5]))
+    return 1.0 if float((colour * alpha).sum()) / covered < 0.5 else 0.0
 
 
 def _otsu(hist: NDArray[np.int64]) -> int:
