@@ -81,14 +81,16 @@ def _image(data: bytes, max_pixels: int) -> Prepare:
     return lambda: preprocess.image_to_input(data, max_pixels)[None]
 
 
-def _images(datas: list[bytes], max_pixels: int) -> Prepare:
+def images_work(datas: list[bytes], max_pixels: int, label: str = "image {}") -> Prepare:
+    """Preprocess encoded images into one batch; an error names the image (``label`` with its index)."""
+
     def prepare() -> np.ndarray:
         out = np.empty((len(datas), 28, 28), np.float32)
         for i, data in enumerate(datas):
             try:
                 out[i] = preprocess.image_to_input(data, max_pixels)
             except errors.ServiceError as exc:
-                exc.detail = f"image {i}: {exc.detail}"
+                exc.detail = f"{label.format(i)}: {exc.detail}"
                 raise
         return out
 
@@ -167,7 +169,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         _check_count(len(parts), limit)
         for part in parts:
             parsing.check_part_type(part)
-        return _images([p.data for p in parts], settings.max_image_pixels)
+        return images_work([p.data for p in parts], settings.max_image_pixels)
     if kind == JSON:
         body = parsing.loads_json(await _body(request, settings), json_forms)
         form = parsing.one_of(body, ("images", "pixels"))
@@ -180,7 +182,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         _check_count(len(value), limit)
         if form == "images":
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
-            return _images(datas, settings.max_image_pixels)
+            return images_work(datas, settings.max_image_pixels)
         return _pixels(value, batch=True)
     raise _unsupported(kind, "files", json_forms, batch=True)
 

@@ -32,10 +32,10 @@ from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import errors, metrics, parsing, preprocess
+from service import errors, metrics, parsing
 from service.config import Settings
 from service.inference import Classifier, Prepare
-from service.routes import JSON, Runtime, runtime_of
+from service.routes import JSON, Runtime, images_work, runtime_of
 from service.schemas import PNG_BASE64_EXAMPLE, PROBABILITIES_EXAMPLE
 
 SERVER_NAME: Final = "mnist-digits"
@@ -285,7 +285,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
             raise bad(NO_DATA.format(name=name))
         if name == IMAGE:
             return _image_from_json(data, count, shape)
-        return _files(_bytes_from_json(data, count), settings.max_image_pixels)
+        return images_work(_bytes_from_json(data, count), settings.max_image_pixels, "image_bytes[{}]")
 
     if type(size) is not int or size < 0:
         raise bad(FIELD_TYPE.format(field="inputs[0].parameters.binary_data_size", expected="a whole number of bytes"))
@@ -300,7 +300,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
         if size != expected:
             raise bad(BINARY_SIZE.format(name=name, got=size, shape=shape, datatype=datatype, expected=expected))
         return _image_from_binary(binary, count)
-    return _files(_bytes_from_binary(binary, count), settings.max_image_pixels)
+    return images_work(_bytes_from_binary(binary, count), settings.max_image_pixels, "image_bytes[{}]")
 
 
 def _check_image(images: np.ndarray) -> np.ndarray:
@@ -379,20 +379,6 @@ def _bytes_from_binary(binary: memoryview, count: int) -> list[bytes]:
     if position != len(binary):
         raise bad(BYTES_ELEMENT.format(index=count, count=count))
     return files
-
-
-def _files(files: list[bytes], max_pixels: int) -> Prepare:
-    def prepare() -> np.ndarray:
-        out = np.empty((len(files), 28, 28), np.float32)
-        for i, data in enumerate(files):
-            try:
-                out[i] = preprocess.image_to_input(data, max_pixels)
-            except errors.ServiceError as exc:
-                exc.detail = f"image_bytes[{i}]: {exc.detail}"
-                raise
-        return out
-
-    return prepare
 
 
 # --- Building a response --------------------------------------------------------------------------
