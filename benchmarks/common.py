@@ -44,6 +44,17 @@ def default_model_path() -> Path:
     return FALLBACK_MODEL
 
 
+def service_default_model() -> Path:
+    """The model ``python -m service`` loads when DIGITS_MODEL_PATH is not set: its own default."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        from service.config import DEFAULT_MODEL as service_default
+    except ImportError:  # the service is not there (yet): what the issue says it defaults to
+        return default_model_path()
+    return Path(service_default)
+
+
 # --------------------------------------------------------------------------- payloads
 
 

@@ -34,7 +34,6 @@ if __package__ in (None, ""):
 from benchmarks.common import (
     ROOT,
     Server,
-    default_model_path,
     free_port,
     git_commit,
     hey_command,
@@ -45,6 +44,7 @@ from benchmarks.common import (
     multipart_body,
     parse_hey,
     require_hey,
+    service_default_model,
     spawn,
     terminate,
     update_section,
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     env = dict(args.service_env)
     if args.server == "obvious":
-        env = {"BENCH_MODEL_PATH": str(env.get("DIGITS_MODEL_PATH", default_model_path()))}
+        env = {"BENCH_MODEL_PATH": str(env.get("DIGITS_MODEL_PATH", service_default_model()))}
     target = Target(args.server, args.server, env)
     port = free_port()
     server = Server(args.server, target.argv(port), env=env, port=port, log_path=out_dir / "server.log")

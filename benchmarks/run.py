@@ -60,6 +60,7 @@ from benchmarks.common import (
     post,
     require_hey,
     run_hey,
+    service_default_model,
     update_section,
 )
 
@@ -96,7 +97,8 @@ class Target:
     @property
     def model(self) -> Path:
         """The model this server loads (the service resolves a relative path from the repository root)."""
-        path = Path(self.env.get("DIGITS_MODEL_PATH") or self.env.get("BENCH_MODEL_PATH") or default_model_path())
+        default = service_default_model() if self.kind == "service" else default_model_path()
+        path = Path(self.env.get("DIGITS_MODEL_PATH") or self.env.get("BENCH_MODEL_PATH") or default)
         return path if path.is_absolute() else ROOT / path
 
     @property
@@ -522,7 +524,8 @@ def render(
         f"- Python {platform.python_version()}; {inprocess_info}.",
         "- Every configuration of the service: "
         + (" ".join(f"`{k}={v}`" for k, v in args.service_env.items()) or "the defaults")
-        + " unless its name says otherwise; obvious loads "
+        + f" unless its name says otherwise (default model `{display_path(service_default_model())}`); "
+        + "obvious loads "
         + f"`{display_path(obvious.target.model) if obvious else 'n/a'}`.",
         "",
         "### `POST /predict`, one image (medians over rounds)",
