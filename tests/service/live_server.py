@@ -103,6 +103,15 @@ class LiveServer:
                 )
             time.sleep(0.1)
 
+    def wait_workers(self, count: int, timeout_s: float = 90.0) -> None:
+        """Wait until ``count`` workers have finished starting: readiness answers once *one* has."""
+        deadline = time.monotonic() + timeout_s
+        while self.logs().count("Application startup complete") < count:
+            if time.monotonic() > deadline:
+                tail = self.logs()[-3000:]
+                raise RuntimeError(f"fewer than {count} workers started in {timeout_s:.0f} s:\n{tail}")
+            time.sleep(0.05)
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         """Signal the main process only, as a container runtime or systemd does."""
         assert self.process is not None

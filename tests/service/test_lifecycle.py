@@ -322,7 +322,9 @@ def test_sigterm_drains_then_finishes_in_flight_requests(
     env = {**shutdown_settings, "DIGITS_WORKERS": "2"} if workers is None else shutdown_settings
     server = LiveServer(tmp_path / "server.log", args, env)
     server.start()
-    assert workers is not None or len(worker_pids(server)) == 2
+    if workers is None:
+        server.wait_workers(2)
+        assert len(worker_pids(server)) == 2
     try:
         # Requests accepted before SIGTERM: batches of big images that keep the model busy, and slow
         # uploads whose second half arrives during the drain and one after the listener has closed.
@@ -428,6 +430,9 @@ def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "server.log", ["--workers", "2"])
     server.start()
     try:
+        # A worker that dies before it has finished starting stops the whole server (by design: the
+        # model or the configuration is broken), so the test kills one only once both have started.
+        server.wait_workers(2)
         before = worker_pids(server)
         assert len(before) == 2
         victim = before[0]
