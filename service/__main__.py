@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging.config
+import math
 import os
 import sys
 import tempfile
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         "port": settings.port,
         "log_config": log_config(settings.log_level, settings.log_json, settings.access_log),
         "access_log": False,
-        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        # uvicorn waits this long for in-flight requests (it takes whole seconds: round up).
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_timeout_s),
         "server_header": False,
         "proxy_headers": False,
     }

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
@@ -353,6 +354,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.batcher = Batcher(classifier, max_size=settings.batch_max_size,
                                   max_delay_s=settings.batch_max_delay_ms / 1000, on_batch=metrics.observe_batch)
         runtime.batcher.start()
+        runtime.pool = ThreadPoolExecutor(settings.prepare_threads, thread_name_prefix="prepare")
         if threading_is_main():
             install_drain_handler(runtime)
         runtime.ready = True
@@ -362,6 +364,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             runtime.ready = False
             runtime.batcher.stop()
+            runtime.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="Handwritten digit recognition",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,20 +39,33 @@ class Runtime:
     settings: Settings
     classifier: Classifier | None = None
     batcher: Batcher | None = None
+    pool: ThreadPoolExecutor | None = None
     ready: bool = False
     draining: bool = False
     in_flight: dict[str, int] = field(default_factory=dict)
 
     async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
-        """Prepare and classify one request's images in the batcher thread."""
+        """Prepare and classify one request's images; the model runs in the batcher thread.
+
+        Light work (the usual single small image) is prepared in the batcher thread too, so it
+        costs no extra thread hop. Heavy work (many or large images) is prepared in a small pool
+        first, so that it never holds up the light requests queued behind it on this worker.
+        """
         if self.batcher is None or not self.ready:
             raise errors.Unavailable(errors.MODEL_NOT_READY)
-        future = self.batcher.submit(prepare)
+        batcher = self.batcher
+        future: asyncio.Future[tuple[np.ndarray, np.ndarray]] | None = None
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
+                if self.pool is not None and isinstance(prepare, ImagesWork) and prepare.heavy:
+                    images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
+                    future = batcher.submit(lambda: images)
+                else:
+                    future = batcher.submit(prepare)
                 return await future
         except TimeoutError:
-            future.cancel()
+            if future is not None:
+                future.cancel()
             raise errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.settings.request_timeout_s)) from None
 
 
@@ -77,24 +91,41 @@ def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> l
 # --- Turning each input form into work for the batcher ------------------------------------------
 
 
-def _image(data: bytes, max_pixels: int) -> Prepare:
-    return lambda: preprocess.image_to_input(data, max_pixels)[None]
+#: Requests with more images or more encoded bytes than this are prepared off the batcher thread.
+HEAVY_IMAGES = 8
+HEAVY_BYTES = 256 * 1024
 
 
-def images_work(datas: list[bytes], max_pixels: int, label: str = "image {}") -> Prepare:
+@dataclass
+class ImagesWork:
     """Preprocess encoded images into one batch; an error names the image (``label`` with its index)."""
 
-    def prepare() -> np.ndarray:
-        out = np.empty((len(datas), 28, 28), np.float32)
-        for i, data in enumerate(datas):
+    datas: list[bytes]
+    max_pixels: int
+    label: str | None = "image {}"
+
+    @property
+    def heavy(self) -> bool:
+        return len(self.datas) > HEAVY_IMAGES or sum(map(len, self.datas)) > HEAVY_BYTES
+
+    def __call__(self) -> np.ndarray:
+        out = np.empty((len(self.datas), 28, 28), np.float32)
+        for i, data in enumerate(self.datas):
             try:
-                out[i] = preprocess.image_to_input(data, max_pixels)
+                out[i] = preprocess.image_to_input(data, self.max_pixels)
             except errors.ServiceError as exc:
-                exc.detail = f"{label.format(i)}: {exc.detail}"
+                if self.label is not None:
+                    exc.detail = f"{self.label.format(i)}: {exc.detail}"
                 raise
         return out
 
-    return prepare
+
+def _image(data: bytes, max_pixels: int) -> Prepare:
+    return ImagesWork([data], max_pixels, label=None)
+
+
+def images_work(datas: list[bytes], max_pixels: int, label: str = "image {}") -> Prepare:
+    return ImagesWork(datas, max_pixels, label)
 
 
 def _pixels(value: object, batch: bool) -> Prepare:

@@ -93,8 +93,10 @@ class Supervisor:
                 if process.is_alive() or self.stopping:
                     continue
                 assert process.pid is not None
-                if not self.started.pop(process.pid).is_set():
-                    # It never finished starting (model load or warm-up failed): a new one would too.
+                started = self.started.pop(process.pid).is_set()
+                if not started and (process.exitcode or 0) > 0:
+                    # It exited with an error before it finished starting (model load or warm-up
+                    # failed): a new one would too. Killed by a signal (the OOM killer, say), it is replaced.
                     log.error("worker %d failed to start (exit code %s): stopping", process.pid, process.exitcode)
                     self.stopping, status = True, 1
                     break

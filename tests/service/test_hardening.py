@@ -515,14 +515,6 @@ def test_no_image_bytes_in_logs(hardened: LiveServer) -> None:
 # --- One request must not hurt another ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="service/inference.py: the Batcher decodes and preprocesses every request's images in its one "
-    "thread, in arrival order, so a single batch of large images (here 100 photos of 9 MP, 1.5 MB) holds "
-    "up every request behind it on that worker for seconds. Preparing jobs in a small thread pool "
-    "(Pillow releases the GIL while decoding) and batching only session.run would fix it.",
-)
 def test_a_heavy_batch_does_not_hold_up_a_light_request(client) -> None:  # type: ignore[no-untyped-def]
     photo = Image.new("L", (3000, 3000), 255)
     photo.paste(0, (1400, 300, 1600, 2700))
