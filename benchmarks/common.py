@@ -270,7 +270,7 @@ class Server:
                 self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         finally:
-            if log is not subprocess.DEVNULL:
+            if not isinstance(log, int):
                 log.close()
         deadline = started + ready_timeout_s
         while True:

@@ -109,14 +109,14 @@ def place(mask: np.ndarray, height: int, width: int, rng: Rng, *, centred: bool 
     return frame
 
 
-def paint(mask: np.ndarray, background: np.ndarray, ink: np.ndarray) -> np.ndarray:
+def paint(mask: np.ndarray, background: np.ndarray | np.floating, ink: np.ndarray | np.floating) -> np.ndarray:
     """Ink over background, both (..., 3) or scalars, by the mask."""
     m = mask if np.ndim(background) == 0 and np.ndim(ink) == 0 else mask[..., None]
-    return background * (1 - m) + ink * m
+    return np.asarray(background * (1 - m) + ink * m)
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> tuple[bytes, str]:

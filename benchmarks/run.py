@@ -193,9 +193,9 @@ def make_preprocess(max_pixels: int) -> tuple[Callable[[bytes], np.ndarray], str
     from PIL import Image
 
     try:
-        from service.preprocess import image_to_input  # type: ignore[import-not-found]
+        from service.preprocess import image_to_input
     except ImportError:
-        image_to_input = None
+        image_to_input = None  # type: ignore[assignment]
 
     if image_to_input is not None:
 
