@@ -18,12 +18,6 @@ import math
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.service.live_server import LiveServer
 
 try:
     from playwright.sync_api import (
@@ -88,27 +84,6 @@ def screenshot(page: Page, name: str, *, full_page: bool = True, docs_name: str 
 
 
 # ---- The service ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the service was not ready within {timeout:g} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     """The real service, as a person would start it, on a free local port.
@@ -119,30 +94,15 @@ def base_url() -> Iterator[str]:
     if os.environ.get("BROWSER_TEST_URL"):
         yield os.environ["BROWSER_TEST_URL"].rstrip("/")
         return
-    port = free_port()
-    # Only the defaults: no API keys or other DIGITS_* settings leak in from the environment.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DIGITS_")}
-    env["DIGITS_HOST"] = "127.0.0.1"
     log = ARTIFACTS / "service.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, process, log)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    log.unlink(missing_ok=True)
+    # Only the defaults: no API keys or other DIGITS_* settings leak in from the environment.
+    server = LiveServer(log, ["--workers", "1"], {"DIGITS_HOST": "127.0.0.1"}, inherit_settings=False)
+    try:
+        server.start(timeout_s=60)
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
 
 
 # ---- The browser ------------------------------------------------------------------------------

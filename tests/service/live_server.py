@@ -70,9 +70,12 @@ class LiveServer:
     env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: False: only ``env`` sets DIGITS_* variables; none leak in from the caller's environment.
+    inherit_settings: bool = True
 
     def start(self, wait_ready: bool = True, timeout_s: float = 90.0) -> LiveServer:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        inherited = {k: v for k, v in os.environ.items() if self.inherit_settings or not k.startswith("DIGITS_")}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         argv = [sys.executable, "-m", "service", "--port", str(self.port), *self.args]
         with open(self.log_path, "ab") as log:

@@ -9,11 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,19 +22,13 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from service import errors, v2
-from tests.conftest import DATA, ROOT, encode
+from tests.conftest import DATA, encode
+from tests.service.live_server import LiveServer
 
 REALWORLD = DATA / "realworld"
 
 
 # --- The running service --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:
@@ -64,36 +53,15 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``python -m service`` on a free port, one worker, the default model (DIGITS_MODEL_PATH overrides)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("v2") / "service.log"
-    env = {**os.environ, "DIGITS_HOST": "127.0.0.1", "DIGITS_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--workers", "1"],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    live = LiveServer(log, ["--workers", "1"], {"DIGITS_HOST": "127.0.0.1", "DIGITS_LOG_LEVEL": "warning"})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the service exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the service was not ready within 90 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        running = Server(port, log)
+        live.start()
+        running = Server(live.port, log)
         yield running
         running.http.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        live.stop()
 
 
 def batch_probabilities(server: Server, images: np.ndarray) -> np.ndarray:
