@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 Prepare = Callable[[], np.ndarray]
 
 
+#: The batcher cuts a request with more images than this (and than its max_size) into session
+#: runs of that many: onnxruntime's memory arena grows with the largest run and never shrinks.
+#: Measured per image: 105 us in runs of 1, 83-85 us in runs of 8 to 64, 91 us in one run of 256.
+MIN_RUN_LIMIT = 64
+
+
 class ModelLoadError(RuntimeError):
     """The model cannot be served: missing, corrupt, or not the file its metadata describes."""
 
@@ -127,6 +133,9 @@ class Batcher:
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.classifier = classifier
         self.max_size = max_size
+        #: Most images in one session.run: the batch size, but never so few that cutting one
+        #: request's images into runs would cost more per image.
+        self.run_limit = max(max_size, MIN_RUN_LIMIT)
         self.max_delay_s = max_delay_s
         self.on_batch = on_batch
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -213,16 +222,16 @@ class Batcher:
             self._deliver(jobs)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Classify ``batch`` in session runs of at most ``max_size`` images.
+        """Classify ``batch`` in session runs of at most ``run_limit`` images.
 
         One batch request can hold more images than ``max_size`` (256 against 64 by default).
         Run at once, its intermediate tensors grew onnxruntime's memory arena, which keeps what it
-        grows to, by some 45 MB per worker process for 256 images. Runs of ``max_size`` images fit
-        the arena the warm-up sized, and cost no more per image.
+        grows to, by some 45 MB per worker process for 256 images. Runs of 64 images fit the arena
+        the default warm-up sizes, and cost no more per image than one run of 256.
         """
         results = []
-        for start in range(0, len(batch), self.max_size):
-            chunk = batch[start:start + self.max_size]
+        for start in range(0, len(batch), self.run_limit):
+            chunk = batch[start:start + self.run_limit]
             results.append(self.classifier.predict(chunk))
             if self.on_batch is not None:
                 self.on_batch(len(chunk))
