@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import itertools
 import logging
@@ -31,7 +32,7 @@ from starlette.requests import ClientDisconnect
 from service import errors, metrics, v2
 from service.config import Settings
 from service.inference import Batcher, Classifier
-from service.routes import STATIC_DIR, Runtime, json_response, router
+from service.routes import HOT_ROUTES, STATIC_DIR, Runtime, json_response, router, serve_hot
 
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
@@ -93,6 +94,7 @@ class ServiceMiddleware:
         self.keys = [key.encode() for key in settings.api_keys]
         self.per_client = settings.max_concurrent_per_client
         self.timeout = settings.request_timeout_s
+        self.access = runtime.access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,6 +122,7 @@ class ServiceMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
+        hot = HOT_ROUTES.get(path) if scope["method"] == "POST" else None
         client = (scope.get("client") or ("unknown", 0))[0]
         counted = False
         try:
@@ -133,7 +136,10 @@ class ServiceMiddleware:
                 self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
                 counted = True
             async with asyncio.timeout(self.timeout):
-                await self.app(scope, receive, send_wrapper)
+                if hot is None:
+                    await self.app(scope, receive, send_wrapper)
+                else:
+                    await serve_hot(hot, self.runtime, scope, receive, send_wrapper)
         except errors.ServiceError as exc:
             if not response_started:
                 await middleware_error(path, exc).__call__(scope, receive, send_wrapper)
@@ -159,18 +165,12 @@ class ServiceMiddleware:
                     self.runtime.in_flight[client] = remaining
                 else:
                     del self.runtime.in_flight[client]
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or "unmatched"
+            route_path = path if hot is not None else getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            metrics.REQUESTS.labels(route_path, scope["method"], str(status)).inc()
-            metrics.LATENCY.labels(route_path).observe(elapsed)
+            metrics.observe_request(route_path, scope["method"], status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={"request_id": request_id, "method": scope["method"], "path": path,
-                           "route": route_path, "status": status, "duration_ms": round(elapsed * 1000, 3),
-                           "client": client},
-                )
+                self.access.record(request_id=request_id, method=scope["method"], path=path, route=route_path,
+                                   status=status, duration_ms=round(elapsed * 1000, 3), client=client)
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"x-api-key")
@@ -357,6 +357,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.pool = ThreadPoolExecutor(settings.prepare_threads, thread_name_prefix="prepare")
         if threading_is_main():
             install_drain_handler(runtime)
+        # Everything built so far (the app, the model, the libraries' objects: ~70,000) lives as
+        # long as the process. Out of the collector's sight, a full collection under load takes
+        # microseconds instead of a 20-40 ms pause of every request in flight on this worker.
+        gc.collect()
+        gc.freeze()
         runtime.ready = True
         log.info("model %s %s ready (sha256 %s…)", classifier.name, classifier.version, classifier.sha256[:12])
         try:
@@ -364,6 +369,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             runtime.ready = False
             runtime.batcher.stop()
+            runtime.access_log.flush()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(

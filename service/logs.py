@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import sys
+import threading
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -12,10 +16,15 @@ import orjson
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message", "taskName"}
 
 
+def timestamp(seconds: float) -> str:
+    """ISO 8601 in UTC with milliseconds, as every log line carries it."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -46,3 +55,68 @@ def log_config(level: str, json_lines: bool, access: bool) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }
+
+
+class AccessLog:
+    """The access log: one line per request, in the format of the other logs, written in batches.
+
+    Through ``logging``, each line cost a LogRecord, the formatter and a locked write and flush:
+    13% of a ``/predict`` request's CPU, measured with the benchmark. Here the line is built
+    directly and what accumulated is written in one go every ``interval_s`` (or every
+    ``max_lines`` lines), so a line reaches stderr at most that late. Whether it is written at
+    all follows the ``service.access`` logger's level, as configured.
+    """
+
+    def __init__(self, json_lines: bool, *, stream: TextIO | None = None, interval_s: float = 0.1,
+                 max_lines: int = 256) -> None:
+        self.json_lines = json_lines
+        self.interval_s = interval_s
+        self.max_lines = max_lines
+        self._stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._second = -1
+        self._prefix = ""
+        atexit.register(self.flush)
+
+    def record(self, **fields: object) -> None:
+        now = time.time()
+        if self.json_lines:
+            entry: dict[str, object] = {"ts": self._timestamp(now), "level": "info", "logger": "service.access",
+                                        "msg": "request"}
+            entry.update(fields)
+            line = orjson.dumps(entry, default=str).decode()
+        else:
+            details = " ".join(f"{key}={value}" for key, value in fields.items())
+            line = f"{self._timestamp(now)} INFO service.access: request {details}"
+        with self._lock:
+            self._lines.append(line)
+            full = len(self._lines) >= self.max_lines
+        if full:
+            self.flush()
+        elif self._writer is None:
+            self._writer = threading.Thread(target=self._write_periodically, name="access-log", daemon=True)
+            self._writer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                stream = self._stream or sys.stderr
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+
+    def _write_periodically(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            try:
+                self.flush()
+            except (OSError, ValueError):  # stderr closed at exit: nothing left to write to
+                return
+
+    def _timestamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:  # formatting a datetime is the costly part: once a second
+            self._second, self._prefix = second, timestamp(second)[:19]
+        return f"{self._prefix}.{int((now - second) * 1000):03d}+00:00"

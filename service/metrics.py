@@ -8,6 +8,8 @@ on any worker reports the whole server.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -23,6 +25,19 @@ BATCH_SIZE = Histogram(
 )
 IMAGES = Counter("digits_images_classified_total", "Images classified by the model.")
 REJECTED = Counter("digits_inputs_rejected_total", "Requests refused, by status.", ["status"])
+
+
+@lru_cache(maxsize=1024)
+def _request_children(route: str, method: str, status: int) -> tuple[Any, Any]:
+    # labels() takes a lock and builds a key on every call; a request only needs the children.
+    return REQUESTS.labels(route, method, str(status)), LATENCY.labels(route)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency. Routes are templates, so the label sets are few."""
+    count, latency = _request_children(route, method, status)
+    count.inc()
+    latency.observe(seconds)
 
 
 def observe_batch(size: int) -> None:
