@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,6 @@ class Job:
     images: np.ndarray | None = None
     result: np.ndarray | None = None
     error: BaseException | None = None
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:

@@ -264,19 +264,22 @@ def _mnist_like(image: Image.Image) -> FloatArray | None:
     """
     if image.size != (SIZE, SIZE) or image.mode != "L":
         return None
+    # This runs for most requests: ufuncs called directly (the array methods add a Python
+    # layer each) and plain lists for the 28-element profiles.
     pixels: ByteArray = np.asarray(image)
-    rows, cols = pixels.max(axis=1), pixels.max(axis=0)
-    peak = int(rows.max())
+    rows, cols = np.maximum.reduce(pixels, axis=1), np.maximum.reduce(pixels, axis=0)
+    peak = int(np.maximum.reduce(rows))
     if peak < 128:
         return None
-    filled_rows, filled_cols = np.flatnonzero(rows), np.flatnonzero(cols)
-    top, bottom = int(filled_rows[0]), int(filled_rows[-1]) + 1
-    left, right = int(filled_cols[0]), int(filled_cols[-1]) + 1
+    filled_rows, filled_cols = rows.nonzero()[0].tolist(), cols.nonzero()[0].tolist()
+    top, bottom = filled_rows[0], filled_rows[-1] + 1
+    left, right = filled_cols[0], filled_cols[-1] + 1
     # Within a 20 px box, the ink cannot be the background: no polarity check is needed.
     if peak >= FRAMED_PEAK and BOX - 1 <= max(bottom - top, right - left) <= BOX:
-        mass = pixels.sum(dtype=np.float64)
-        row = float(pixels.sum(axis=1, dtype=np.float64) @ _INDEX) / mass
-        col = float(pixels.sum(axis=0, dtype=np.float64) @ _INDEX) / mass
+        row_mass = np.add.reduce(pixels, axis=1, dtype=np.float64)
+        mass = float(np.add.reduce(row_mass))
+        row = float(row_mass @ _INDEX) / mass
+        col = float(np.add.reduce(pixels, axis=0, dtype=np.float64) @ _INDEX) / mass
         if abs(row - CENTRE) < 0.5 and abs(col - CENTRE) < 0.5:
             return np.divide(pixels, np.float32(255), dtype=np.float32)
     border_peak = max(int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1]))

@@ -77,12 +77,10 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Probabilities (N, 10) → one dict per image, rounded to what a client can use."""
-    digits = probabilities.argmax(axis=1)
-    confidences = np.round(probabilities[np.arange(len(digits)), digits].astype(np.float64), 6).tolist()
     rounded = np.round(probabilities.astype(np.float64), 6).tolist()
     out = [
-        {"digit": int(d), "confidence": c, "probabilities": p}
-        for d, c, p in zip(digits.tolist(), confidences, rounded, strict=True)
+        {"digit": d, "confidence": row[d], "probabilities": row}
+        for d, row in zip(probabilities.argmax(axis=1).tolist(), rounded, strict=True)
     ]
     if inputs is not None:
         for item, image in zip(out, np.round(inputs.astype(np.float64), 3).tolist(), strict=True):
