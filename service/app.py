@@ -187,27 +187,6 @@ class ServiceMiddleware:
         return matched
 
 
-class DigitsAPI(FastAPI):
-    """FastAPI, with the prediction routes' requests taken before its middleware stack.
-
-    ``POST /predict`` and ``/predict/batch`` go straight to ``shortcut``, a ServiceMiddleware
-    that answers them itself (see ``serve_hot``); FastAPI's layers around the app (telemetry,
-    body limit, error middleware, exception middleware) cost about 8% of such a request's CPU
-    (py-spy) and do nothing ServiceMiddleware does not. Every other request takes the whole
-    stack, ServiceMiddleware included.
-    """
-
-    shortcut: ServiceMiddleware | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.shortcut is not None and scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"] in HOT_ROUTES):
-            scope["app"] = self
-            await self.shortcut(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
-
-
 def middleware_error(path: str, exc: errors.ServiceError) -> Response:
     """The middleware's own refusals (401, 429, 504), in the form of the API the path belongs to."""
     if not path.startswith("/v2"):
@@ -393,7 +372,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.access_log.flush()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = DigitsAPI(
+    app = FastAPI(
         title="Handwritten digit recognition",
         version="1.0.0",
         description=(
@@ -421,10 +400,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            "Inference-Header-Content-Length"],
             expose_headers=["X-Request-ID"],
         )
-    else:
-        # Cross-origin requests need CORS on every response, so with CORS on, the prediction
-        # routes take the whole stack like the others.
-        app.shortcut = ServiceMiddleware(app.router, runtime)
     return app
 
 
