@@ -258,6 +258,7 @@ class Server:
     ready_path: str = "/health/ready"
     log_path: Path | None = None
     port: int = 0
+    cwd: Path = ROOT  # where `python -m service` finds its package: a checkout of another commit, say
     process: subprocess.Popen[bytes] | None = None
     startup_s: float = float("nan")
 
@@ -267,7 +268,7 @@ class Server:
         started = time.monotonic()
         try:
             self.process = spawn(
-                self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         finally:
             if not isinstance(log, int):

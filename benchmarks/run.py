@@ -27,6 +27,7 @@ import datetime as dt
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +87,7 @@ class Target:
     kind: str  # "service", OBVIOUS or FLOOR
     env: dict[str, str] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # what sets this variant apart, for its label
+    revision: str = ""  # a git commit whose service code this variant runs; empty: the working tree
 
     def argv(self, port: int) -> list[str]:
         if self.kind == "service":
@@ -106,7 +108,8 @@ class Target:
         if self.kind != "service":
             return self.name
         settings = " ".join(f"{k}={v}" for k, v in self.settings.items())
-        return f"service `{self.name}`" + (f" ({settings})" if settings else "")
+        at = f" at `{self.revision}`" if self.revision else ""
+        return f"service `{self.name}`{at}" + (f" ({settings})" if settings else "")
 
 
 @dataclass
@@ -177,12 +180,24 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
 
 
 def parse_variant(spec: str) -> Target:
-    """``NAME:ENV=V,ENV=V`` (or just ``NAME``) as a service target."""
+    """``NAME[@COMMIT]:ENV=V,ENV=V`` (or just ``NAME``) as a service target."""
     name, _, settings = spec.partition(":")
-    name = name.strip()
+    name, _, revision = (part.strip() for part in name.partition("@"))
     if not name or name in (OBVIOUS, FLOOR):
         raise argparse.ArgumentTypeError(f"variant needs a name other than {OBVIOUS}/{FLOOR}: {spec!r}")
-    return Target(name, "service", parse_env(settings.split(",")) if settings else {})
+    return Target(name, "service", parse_env(settings.split(",")) if settings else {}, revision=revision)
+
+
+def check_out(revision: str, stack: contextlib.ExitStack) -> Path:
+    """A temporary git worktree of ``revision``, removed when ``stack`` closes."""
+    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="digits-src-"))) / "tree"
+    result = subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"cannot check out {revision!r}: {result.stderr.strip()}")
+    stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
+                   capture_output=True)
+    return path
 
 
 # --------------------------------------------------------------------------- the in-process limit
@@ -293,6 +308,7 @@ def run_target(
     files: dict[str, Path],
     labels: dict[str, list[int]],
     log_dir: Path,
+    cwd: Path = ROOT,
 ) -> Run:
     run = Run(target.name, round_no, batch_size=args.batch_size)
     if args.wait_quiet > 0:
@@ -303,6 +319,7 @@ def run_target(
         target.argv(port),
         env=target.env,
         port=port,
+        cwd=cwd,
         log_path=log_dir / f"{target.name}-round{round_no}.log",
     )
     try:
@@ -669,8 +686,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         type=parse_variant,
         default=[],
-        metavar="NAME:ENV=V,ENV=V",
-        help="a configuration of the service to compare (repeatable; default: one, 'default')",
+        metavar="NAME[@COMMIT]:ENV=V,ENV=V",
+        help="a configuration of the service to compare (repeatable; default: one, 'default'); "
+        "with @COMMIT, the service code of that git commit, checked out in a temporary worktree",
     )
     parser.add_argument(
         "--only",
@@ -750,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets: list[Target] = []
     if "service" in args.only:
         variants = args.variant or [Target("default", "service")]
-        targets += [Target(v.name, "service", {**args.service_env, **v.env}, v.env) for v in variants]
+        targets += [Target(v.name, "service", {**args.service_env, **v.env}, v.env, v.revision) for v in variants]
     if OBVIOUS in args.only:
         targets.insert(0, Target(OBVIOUS, OBVIOUS, {"BENCH_MODEL_PATH": str(obvious_model)}))
     if FLOOR in args.only:
@@ -787,12 +805,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "no batch measurement"
         )
 
+        # Variants of other commits run their own checkout's service code (the same environment).
+        sources = {t.name: check_out(t.revision, stack) for t in targets if t.revision}
         runs: dict[str, list[Run]] = {t.name: [] for t in targets}
         for round_no in range(1, args.rounds + 1):
             shift = (round_no - 1) % len(targets)
             for target in targets[shift:] + targets[:shift]:
                 log(f"round {round_no}/{args.rounds}: {target.label}")
-                run = run_target(target, round_no, args, files, labels, log_dir)
+                run = run_target(target, round_no, args, files, labels, log_dir, sources.get(target.name, ROOT))
                 if run.predict:
                     p = run.predict
                     log(

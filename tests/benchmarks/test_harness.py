@@ -1,0 +1,45 @@
+"""The benchmark harness's own logic: variants, and variants of other commits."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+
+import pytest
+
+from benchmarks.common import ROOT
+from benchmarks.run import check_out, parse_variant
+
+
+def test_variant_with_settings_and_a_commit() -> None:
+    target = parse_variant("before@HEAD~1:DIGITS_WORKERS=1,DIGITS_BATCH_MAX_SIZE=8")
+    assert (target.name, target.revision) == ("before", "HEAD~1")
+    assert target.env == {"DIGITS_WORKERS": "1", "DIGITS_BATCH_MAX_SIZE": "8"}
+    assert target.label == "service `before` at `HEAD~1`"
+    plain = parse_variant("default:")
+    assert (plain.name, plain.revision, plain.env, plain.label) == ("default", "", {}, "service `default`")
+
+
+@pytest.mark.parametrize("spec", ["obvious", "floor:X=1", "@HEAD", ":X=1"])
+def test_variant_names_that_are_refused(spec: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_variant(spec)
+
+
+def test_a_commit_is_checked_out_for_the_run_and_removed_after() -> None:
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    with contextlib.ExitStack() as stack:
+        tree = check_out("HEAD", stack)
+        assert (tree / "service" / "__main__.py").is_file()
+        listed = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+        assert str(tree) in listed
+    assert not tree.exists()
+    listed = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(tree) not in listed
+
+
+def test_an_unknown_commit_stops_the_run() -> None:
+    with contextlib.ExitStack() as stack, pytest.raises(SystemExit, match="cannot check out"):
+        check_out("no-such-commit-anywhere", stack)
