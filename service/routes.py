@@ -340,10 +340,10 @@ _BOOL = TypeAdapter(bool)
 async def serve_hot(answer: Answer, runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer a prediction route as its FastAPI route would, without the router and dependencies.
 
-    The routes above stay the documented interface (and answer when called through the app);
-    this is the same function with the same query parameter, reached without FastAPI's
-    routing, dependency solving and exit stacks, which cost about a fifth of a /predict
-    request's CPU (py-spy, docs/benchmarks.md). Errors are raised as ServiceError, which the
+    The routes above stay the documented interface (the OpenAPI schema is built from them);
+    ServiceMiddleware calls this instead, the same function with the same query parameter,
+    without FastAPI's routing, dependency solving and exit stacks: +13% /predict throughput,
+    measured side by side (docs/benchmarks.md). Errors are raised as ServiceError, which the
     middleware turns into the same responses as the app's exception handlers do.
     """
     include_input = False

@@ -85,6 +85,38 @@ def test_json_pixels_used_as_given(client, mnist_sample) -> None:  # type: ignor
     np.testing.assert_allclose(np.array(body["input"]), images[4] / 255, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["include_input=true", "include_input=True", "include_input=1", "include_input=yes", "include_input=on",
+     "include_input=false", "include_input=0", "include_input=off", "include_input=", "include_input=maybe",
+     "include_input=2", "include_input=true&include_input=false", "include_input=nope&include_input=1", "other=1"],
+)
+def test_include_input_is_read_as_fastapi_reads_a_bool_query(client, mnist_sample, query: str) -> None:  # type: ignore[no-untyped-def]
+    """The prediction routes skip FastAPI's routing: their one query parameter must still mean the same."""
+    from fastapi import FastAPI, Query
+    from fastapi.testclient import TestClient
+
+    reference = FastAPI()
+
+    @reference.get("/")
+    def echo(include_input: bool = Query(False)) -> dict[str, bool]:
+        return {"include_input": include_input}
+
+    expected = TestClient(reference).get(f"/?{query}")
+    images, _ = mnist_sample
+    pixels = images[0].tolist()
+    for path, body in (("/predict", {"pixels": pixels}), ("/predict/batch", {"pixels": [pixels]})):
+        response = client.post(f"{path}?{query}", json=body)
+        if expected.status_code == 200:
+            assert response.status_code == 200, (path, response.text)
+            answer = response.json() if path == "/predict" else response.json()["predictions"][0]
+            assert ("input" in answer) == expected.json()["include_input"], (path, query)
+        else:
+            assert response.status_code == expected.status_code == 422, (path, response.text)
+            message = expected.json()["detail"][0]["msg"]
+            assert response.json()["detail"] == f"invalid request: include_input: {message}"
+
+
 def test_include_input_returns_the_preprocessed_image(client, mnist_sample) -> None:  # type: ignore[no-untyped-def]
     images, _ = mnist_sample
     image = Image.new("L", (300, 200), 255)
