@@ -369,7 +369,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             runtime.ready = False
             runtime.batcher.stop()
-            runtime.access_log.flush()
+            runtime.access_log.close()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(

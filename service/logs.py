@@ -81,6 +81,7 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._closed = threading.Event()
         self._second = -1
         self._prefix = ""
         atexit.register(self.flush)
@@ -98,7 +99,7 @@ class AccessLog:
         with self._lock:
             self._lines.append(line)
             full = len(self._lines) >= self.max_lines
-        if full:
+        if full or self._closed.is_set():
             self.flush()
         elif self._writer is None:
             self._writer = threading.Thread(target=self._write_periodically, name="access-log", daemon=True)
@@ -114,9 +115,15 @@ class AccessLog:
             for chunk in _chunks(lines, select.PIPE_BUF):
                 _write(stream, chunk)
 
+    def close(self) -> None:
+        """Stop the periodic writer and write what is left; later lines are written at once."""
+        self._closed.set()
+        if self._writer is not None:
+            self._writer.join(timeout=5)
+        self.flush()
+
     def _write_periodically(self) -> None:
-        while True:
-            time.sleep(self.interval_s)
+        while not self._closed.wait(self.interval_s):
             try:
                 self.flush()
             except (OSError, ValueError):  # stderr closed at exit: nothing left to write to

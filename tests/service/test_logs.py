@@ -77,3 +77,16 @@ def test_cached_timestamps_equal_the_other_logs(now: float) -> None:
     log._timestamp(now - 1.5)  # a different second cached before
     assert log._timestamp(now) == timestamp(now)
 
+
+
+def test_closing_stops_the_writer_and_later_lines_are_written_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with open(tmp_path / "log", "w") as stream:
+        log = AccessLog(True, stream=stream, interval_s=60)
+        log.record(request_id="before")
+        writer = log._writer
+        assert writer is not None and writer.is_alive()
+        log.close()
+        assert not writer.is_alive()
+        log.record(request_id="after")
+        ids = [json.loads(line)["request_id"] for line in (tmp_path / "log").read_text().splitlines()]
+    assert ids == ["before", "after"]
