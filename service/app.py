@@ -189,12 +189,7 @@ class ServiceMiddleware:
 
 def middleware_error(path: str, exc: errors.ServiceError) -> Response:
     """The middleware's own refusals (401, 429, 504), in the form of the API the path belongs to."""
-    if not path.startswith("/v2"):
-        return error_response(exc)
-    response = v2.error_response(exc)
-    if isinstance(exc, errors.TooManyRequests):
-        response.headers["retry-after"] = str(exc.retry_after)
-    return response
+    return v2.error_response(exc) if path.startswith("/v2") else error_response(exc)
 
 
 def error_response(exc: errors.ServiceError) -> Response:
@@ -213,7 +208,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     for error in exc.errors()[:5]:
         where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body"))
         problems.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
-    return "invalid request: " + "; ".join(problems)
+    return errors.INVALID_REQUEST.format(problems="; ".join(problems))
 
 
 def add_error_handlers(app: FastAPI) -> None:

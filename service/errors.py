@@ -97,6 +97,7 @@ PIXELS_RANGE = "'pixels' values must be from 0 to 255; got values from {low:g} t
 MISSING_FILE_FIELD = "multipart body has no file field '{field}': send the image as a file in a field named '{field}'"
 MALFORMED_MULTIPART = "the multipart body is malformed ({reason}): send multipart/form-data with a file field '{field}'"
 MODEL_NOT_READY = "the model is not loaded yet: retry when GET /health/ready answers 200"
+INVALID_REQUEST = "invalid request: {problems}"
 INTERNAL_ERROR = "internal error: the request could not be processed; report it with the X-Request-ID header"
 INFERENCE_FAILED = "the model failed to run on this request: retry, and report it if it persists"
 SHUTTING_DOWN = "the service is shutting down: retry on another instance"

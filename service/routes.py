@@ -120,14 +120,6 @@ class ImagesWork:
         return out
 
 
-def _image(data: bytes, max_pixels: int) -> Prepare:
-    return ImagesWork([data], max_pixels, label=None)
-
-
-def images_work(datas: list[bytes], max_pixels: int, label: str = "image {}") -> Prepare:
-    return ImagesWork(datas, max_pixels, label)
-
-
 def _pixels(value: object, batch: bool) -> Prepare:
     def prepare() -> np.ndarray:
         images = preprocess.pixels_to_input(value, batch=batch)
@@ -169,19 +161,19 @@ async def single_work(request: Request, settings: Settings) -> Prepare:
     kind = parsing.media_type(content_type)
     json_forms = '{"image": "<base64>"} or {"pixels": <28x28 numbers 0-255>}'
     if kind in parsing.IMAGE_TYPES:
-        return _image(await _body(request, settings), settings.max_image_pixels)
+        return ImagesWork([await _body(request, settings)], settings.max_image_pixels, label=None)
     if kind == "multipart/form-data":
         parts = parsing.parse_multipart(await _body(request, settings), content_type, "file")
         part = next((p for p in parts if p.name == "file"), None)
         if part is None:
             raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="file"))
         parsing.check_part_type(part)
-        return _image(part.data, settings.max_image_pixels)
+        return ImagesWork([part.data], settings.max_image_pixels, label=None)
     if kind == JSON:
         body = parsing.loads_json(await _body(request, settings), json_forms)
         form = parsing.one_of(body, ("image", "pixels"))
         if form == "image":
-            return _image(parsing.decode_base64(body["image"], "'image'"), settings.max_image_pixels)
+            return ImagesWork([parsing.decode_base64(body["image"], "'image'")], settings.max_image_pixels, label=None)
         return _pixels(body["pixels"], batch=False)
     raise _unsupported(kind, "file", json_forms)
 
@@ -200,7 +192,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         _check_count(len(parts), limit)
         for part in parts:
             parsing.check_part_type(part)
-        return images_work([p.data for p in parts], settings.max_image_pixels)
+        return ImagesWork([p.data for p in parts], settings.max_image_pixels)
     if kind == JSON:
         body = parsing.loads_json(await _body(request, settings), json_forms)
         form = parsing.one_of(body, ("images", "pixels"))
@@ -213,7 +205,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         _check_count(len(value), limit)
         if form == "images":
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
-            return images_work(datas, settings.max_image_pixels)
+            return ImagesWork(datas, settings.max_image_pixels)
         return _pixels(value, batch=True)
     raise _unsupported(kind, "files", json_forms, batch=True)
 
@@ -354,7 +346,8 @@ async def serve_hot(answer: Answer, runtime: Runtime, scope: Scope, receive: Rec
             try:
                 include_input = _BOOL.validate_python(values[-1])
             except ValidationError as exc:
-                raise errors.InvalidInput(f"invalid request: include_input: {exc.errors()[0]['msg']}") from None
+                problem = f"include_input: {exc.errors()[0]['msg']}"
+                raise errors.InvalidInput(errors.INVALID_REQUEST.format(problems=problem)) from None
     response = await answer(runtime, Request(scope, receive), include_input)
     await response(scope, receive, send)
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import errors, metrics, parsing
 from service.config import Settings
 from service.inference import Classifier, Prepare
-from service.routes import JSON, Runtime, images_work, runtime_of
+from service.routes import JSON, ImagesWork, Runtime, json_response, runtime_of
 from service.schemas import PNG_BASE64_EXAMPLE, PROBABILITIES_EXAMPLE
 
 SERVER_NAME: Final = "mnist-digits"
@@ -117,8 +117,10 @@ UNSUPPORTED_PARAMETERS: Final = {
 def error_response(exc: errors.ServiceError) -> Response:
     """``{"error": ...}``; bad inputs are 400 here (the protocol's status), limits stay 413."""
     status = 400 if exc.status_code in (415, 422) else exc.status_code
-    response = Response(orjson.dumps({"error": exc.detail}), status_code=status, media_type=JSON)
-    if status >= 500:
+    response = json_response({"error": exc.detail}, status)
+    if isinstance(exc, errors.TooManyRequests):
+        response.headers["retry-after"] = str(exc.retry_after)
+    elif status >= 500:
         response.headers["retry-after"] = "1"
     if 400 <= status < 500:
         metrics.REJECTED.labels(str(status)).inc()
@@ -285,7 +287,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
             raise bad(NO_DATA.format(name=name))
         if name == IMAGE:
             return _image_from_json(data, count, shape)
-        return images_work(_bytes_from_json(data, count), settings.max_image_pixels, "image_bytes[{}]")
+        return ImagesWork(_bytes_from_json(data, count), settings.max_image_pixels, "image_bytes[{}]")
 
     if type(size) is not int or size < 0:
         raise bad(FIELD_TYPE.format(field="inputs[0].parameters.binary_data_size", expected="a whole number of bytes"))
@@ -300,7 +302,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
         if size != expected:
             raise bad(BINARY_SIZE.format(name=name, got=size, shape=shape, datatype=datatype, expected=expected))
         return _image_from_binary(binary, count)
-    return images_work(_bytes_from_binary(binary, count), settings.max_image_pixels, "image_bytes[{}]")
+    return ImagesWork(_bytes_from_binary(binary, count), settings.max_image_pixels, "image_bytes[{}]")
 
 
 def _check_image(images: np.ndarray) -> np.ndarray:
@@ -414,9 +416,6 @@ def inference_response(classifier: Classifier, request_id: str | None, probabili
     response.headers[HEADER_LENGTH] = str(len(content))
     return response
 
-
-def _json(content: object, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
 
 
 def served_model(runtime: Runtime, name: str, version: str | None) -> Classifier:
@@ -624,13 +623,13 @@ router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route)
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(request: Request) -> Response:
     """The server's name, version and protocol extensions."""
-    return _json({"name": SERVER_NAME, "version": request.app.version, "extensions": list(EXTENSIONS)})
+    return json_response({"name": SERVER_NAME, "version": request.app.version, "extensions": list(EXTENSIONS)})
 
 
 @router.get("/health/live", response_model=ServerLive, summary="Server liveness")
 async def server_live() -> Response:
     """200 while the process is up, like ``/health/live``."""
-    return _json({"live": True})
+    return json_response({"live": True})
 
 
 @router.get("/health/ready", response_model=ServerReady, responses=NOT_READY, summary="Server readiness")
@@ -641,7 +640,7 @@ async def server_ready(request: Request) -> Response:
         raise errors.Unavailable(errors.SHUTTING_DOWN)
     if not runtime.ready:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
-    return _json({"ready": True})
+    return json_response({"ready": True})
 
 
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
@@ -651,7 +650,7 @@ async def _model_ready(request: Request, model_name: str, version: str | None) -
         raise errors.Unavailable(errors.SHUTTING_DOWN)
     if not runtime.ready:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
-    return _json({"name": classifier.name, "ready": True})
+    return json_response({"name": classifier.name, "ready": True})
 
 
 @router.get("/models/{model_name}/ready", response_model=ModelReady, responses=NOT_FOUND, summary="Model readiness")
@@ -670,14 +669,14 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
 @router.get("/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
 async def model_metadata_route(request: Request, model_name: str) -> Response:
     """The model's versions, platform, and input and output tensors (-1: any batch size)."""
-    return _json(model_metadata(served_model(runtime_of(request), model_name, None)))
+    return json_response(model_metadata(served_model(runtime_of(request), model_name, None)))
 
 
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
             responses=NOT_FOUND, summary="Model version metadata")
 async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
     """The model's metadata, if it is served at that version."""
-    return _json(model_metadata(served_model(runtime_of(request), model_name, model_version)))
+    return json_response(model_metadata(served_model(runtime_of(request), model_name, model_version)))
 
 
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
