@@ -178,19 +178,22 @@ class ProcessMemory:
     command: str
     peak_rss_mb: float  # VmHWM: the largest resident set the process has had
     rss_mb: float
+    anon_mb: float = float("nan")  # RssAnon: the heap part of rss_mb (malloc, arenas, numpy)
+    file_mb: float = float("nan")  # RssFile: the mapped-file part (shared libraries)
     role: str = "main"  # "main" (the process started), "worker" (a uvicorn worker) or "helper"
 
 
+def busy_ticks() -> int:
+    """Clock ticks the whole machine has been busy since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait; guest is inside user
+
+
 def busy_cores(sample_s: float = 1.0) -> float:
-    """How many cores the machine keeps busy, averaged over ``sample_s`` seconds (from /proc/stat)."""
-
-    def busy() -> int:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
-
-    before, started = busy(), time.monotonic()
+    """How many cores the machine keeps busy, averaged over ``sample_s`` seconds."""
+    before, started = busy_ticks(), time.monotonic()
     time.sleep(sample_s)
-    return (busy() - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - started)
+    return (busy_ticks() - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - started)
 
 
 class CpuMeter:
@@ -209,8 +212,7 @@ class CpuMeter:
         self.server_cores: dict[int, float] = {}
 
     def _sample(self) -> tuple[float, int, dict[int, int], float]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait; guest is inside user
+        busy = busy_ticks()
         server = {}
         for pid in descendants(self.server_pid):
             with contextlib.suppress(OSError, IndexError, ValueError):
@@ -242,10 +244,12 @@ def process_memory(pid: int) -> ProcessMemory | None:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return None
-    values = dict(re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", status, re.MULTILINE))
+    values = {key: int(kb) / 1024 for key, kb in re.findall(r"^(\w+):\s+(\d+) kB", status, re.MULTILINE)}
     if "VmHWM" not in values:  # a zombie, or a kernel thread
         return None
-    return ProcessMemory(pid, command.strip(), int(values["VmHWM"]) / 1024, int(values["VmRSS"]) / 1024)
+    nan = float("nan")
+    return ProcessMemory(pid, command.strip(), values["VmHWM"], values["VmRSS"], values.get("RssAnon", nan),
+                         values.get("RssFile", nan))
 
 
 @dataclass

@@ -23,7 +23,6 @@ import argparse
 import functools
 import http.client
 import json
-import re
 import sys
 import threading
 import time
@@ -48,22 +47,14 @@ from benchmarks.common import (
     service_default_model,
 )
 
-FIELDS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
-
 
 def worker_memory(server: Server) -> dict[int, dict[str, float]]:
     """VmHWM, VmRSS, RssAnon and RssFile in MB of every worker process of ``server``."""
-    found = {}
-    for memory in server.memory():
-        if memory.role != "worker":
-            continue
-        try:
-            status = Path(f"/proc/{memory.pid}/status").read_text()
-        except OSError:
-            continue
-        values = dict(re.findall(r"^(\w+):\s+(\d+) kB", status, re.MULTILINE))
-        found[memory.pid] = {key: int(values[key]) / 1024 for key in FIELDS if key in values}
-    return found
+    return {
+        m.pid: {"VmHWM": m.peak_rss_mb, "VmRSS": m.rss_mb, "RssAnon": m.anon_mb, "RssFile": m.file_mb}
+        for m in server.memory()
+        if m.role == "worker"
+    }
 
 
 def load(port: int, path: str, body: bytes, clients: int, duration_s: float) -> tuple[int, int]:
