@@ -47,6 +47,8 @@ from typing import IO
 import pytest
 import yaml
 
+from benchmarks.common import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -637,12 +639,6 @@ def test_service_and_hpa_point_at_the_deployment() -> None:
 
 
 # --- The image's runtime, reproduced on the host ---------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def app_dir_like_the_image(runtime: Stage, destination: Path) -> Path:
