@@ -248,8 +248,9 @@ def process_memory(pid: int) -> ProcessMemory | None:
     if "VmHWM" not in values:  # a zombie, or a kernel thread
         return None
     nan = float("nan")
-    return ProcessMemory(pid, command.strip(), values["VmHWM"], values["VmRSS"], values.get("RssAnon", nan),
-                         values.get("RssFile", nan))
+    return ProcessMemory(
+        pid, command.strip(), values["VmHWM"], values["VmRSS"], values.get("RssAnon", nan), values.get("RssFile", nan)
+    )
 
 
 @dataclass

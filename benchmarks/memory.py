@@ -132,7 +132,7 @@ def timing(args: argparse.Namespace) -> dict[str, float]:
         "batch64_ms": functools.partial(classifier.predict, images[64]),
         "batch256_ms": functools.partial(classifier.predict, images[256]),
         # What the batcher does with a 256-image request: runs of at most 64 (its max_size).
-        "batch256_in_64s_ms": lambda: [classifier.predict(images[256][i:i + 64]) for i in range(0, 256, 64)],
+        "batch256_in_64s_ms": lambda: [classifier.predict(images[256][i : i + 64]) for i in range(0, 256, 64)],
     }
     found = {}
     for name, call in calls.items():

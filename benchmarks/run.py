@@ -191,12 +191,12 @@ def parse_variant(spec: str) -> Target:
 def check_out(revision: str, stack: contextlib.ExitStack) -> Path:
     """A temporary git worktree of ``revision``, removed when ``stack`` closes."""
     path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="digits-src-"))) / "tree"
-    result = subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), revision], cwd=ROOT, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"cannot check out {revision!r}: {result.stderr.strip()}")
-    stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
-                   capture_output=True)
+    stack.callback(subprocess.run, ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
     return path
 
 

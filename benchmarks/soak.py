@@ -69,7 +69,9 @@ def encode(image: Image.Image, fmt: str = "PNG", **params: Any) -> bytes:
 def multipart(field_name: str, files: list[bytes]) -> bytes:
     parts = [
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{i}.png"\r\n'
-        f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
         for i, data in enumerate(files)
     ]
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
@@ -81,8 +83,9 @@ def png_claiming(width: int, height: int) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,22 @@ def request_kinds(model: str) -> list[Kind]:
     digits = [Image.fromarray(image) for image in images[:50]]
     pngs = [encode(d) for d in digits]
     # Dark ink on light paper, 480 px a side: a phone photo of a digit, cropped.
-    photos = [encode(Image.fromarray(255 - np.asarray(d.resize((480, 480), Image.Resampling.BICUBIC))),
-                     "JPEG", quality=90) for d in digits[:10]]
+    photos = [
+        encode(Image.fromarray(255 - np.asarray(d.resize((480, 480), Image.Resampling.BICUBIC))), "JPEG", quality=90)
+        for d in digits[:10]
+    ]
     pixels = [json.dumps({"pixels": image.tolist()}).encode() for image in images[:20]]
     b64 = [json.dumps({"image": base64.b64encode(p).decode()}).encode() for p in pngs[:20]]
-    v2 = [json.dumps({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
-                                  "data": [base64.b64encode(p).decode()]}]}).encode() for p in pngs[:20]]
+    v2 = [
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(p).decode()]}
+                ]
+            }
+        ).encode()
+        for p in pngs[:20]
+    ]
     batches = [multipart("files", pngs[i : i + 8]) for i in range(0, 40, 8)]
     over_limit = json.dumps({"pixels": np.zeros((257, 28, 28), np.uint8).tolist()}).encode()
     nan_row = "[" + ", ".join(["NaN"] + ["0"] * 27) + "]"
@@ -140,8 +153,15 @@ def request_kinds(model: str) -> list[Kind]:
         Kind("text-plain", 2, 415, "POST", "/predict", [b"seven"], "text/plain"),
         Kind("invalid-json", 2, 422, "POST", "/predict", [b'{"image": '], "application/json"),
         Kind("nan-pixels", 2, 422, "POST", "/predict", [nan], "application/json"),
-        Kind("pixels-out-of-range", 2, 422, "POST", "/predict",
-             [json.dumps({"pixels": np.full((28, 28), 300).tolist()}).encode()], "application/json"),
+        Kind(
+            "pixels-out-of-range",
+            2,
+            422,
+            "POST",
+            "/predict",
+            [json.dumps({"pixels": np.full((28, 28), 300).tolist()}).encode()],
+            "application/json",
+        ),
         Kind("deeply-nested-json", 1, 422, "POST", "/predict", [b"[" * 20_000], "application/json"),
         Kind("batch-over-limit", 1, 413, "POST", "/predict/batch", [over_limit], "application/json"),
         Kind("decompression-bomb", 1, 413, "POST", "/predict", [bomb], "image/png"),
@@ -197,8 +217,7 @@ class Run:
                 self.unexpected_examples.append(f"{kind.name}: expected {kind.expected}, got {status}")
 
 
-async def client_loop(client: httpx.AsyncClient, kinds: list[Kind], run: Run, deadline: float,
-                      seed: int) -> None:
+async def client_loop(client: httpx.AsyncClient, kinds: list[Kind], run: Run, deadline: float, seed: int) -> None:
     rng = random.Random(seed)
     weights = [kind.weight for kind in kinds]
     sent = 0
@@ -233,12 +252,10 @@ async def sample_memory(server: Server, run: Run, deadline: float, every_s: floa
         await asyncio.sleep(every_s)
 
 
-async def soak(server: Server, kinds: list[Kind], duration_s: float, concurrency: int,
-               window_s: float) -> Run:
+async def soak(server: Server, kinds: list[Kind], duration_s: float, concurrency: int, window_s: float) -> Run:
     run = Run(window_s, duration_s)
     deadline = run.started + duration_s
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
-                          keepalive_expiry=2.0)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     timeout = httpx.Timeout(60.0, connect=10.0)
     base_url = f"http://{HOST}:{server.port}"
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
@@ -263,8 +280,9 @@ def server_saw(log_path: Path) -> int:
     return count
 
 
-def report(run: Run, kinds: list[Kind], argv: list[str],
-           load: tuple[tuple[float, ...], tuple[float, ...]], seen: int) -> tuple[str, bool]:
+def report(
+    run: Run, kinds: list[Kind], argv: list[str], load: tuple[tuple[float, ...], tuple[float, ...]], seen: int
+) -> tuple[str, bool]:
     # Requests still in flight at the deadline end in a stub window after it: count them in the last one.
     windows = [w for w in run.windows if w.requests]
     while len(windows) > 1 and windows[-1].start_s >= run.duration_s:
@@ -279,7 +297,8 @@ def report(run: Run, kinds: list[Kind], argv: list[str],
         f"Load average (1, 5, 15 min) at start {load[0]}, at end {load[1]}",
         "",
         "| window (s) | requests | req/s | unexpected | p50 ms | p99 ms | p99 valid ms | "
-        + " | ".join(f"RSS {name} MB" for name in processes) + " |",
+        + " | ".join(f"RSS {name} MB" for name in processes)
+        + " |",
         "|" + "---|" * (7 + len(processes)),
     ]
     for w in windows:
@@ -294,9 +313,13 @@ def report(run: Run, kinds: list[Kind], argv: list[str],
     total = sum(w.requests for w in windows)
     unexpected = sum(w.unexpected for w in windows)
     everything = [x for w in windows for x in w.latencies_ms]
-    lines += ["", f"Requests sent: {total}; logged by the service: {seen}; unexpected results: {unexpected}; "
-              "overall p50 "
-              f"{percentile(everything, 50):.1f} ms, p99 {percentile(everything, 99):.1f} ms", ""]
+    lines += [
+        "",
+        f"Requests sent: {total}; logged by the service: {seen}; unexpected results: {unexpected}; "
+        "overall p50 "
+        f"{percentile(everything, 50):.1f} ms, p99 {percentile(everything, 99):.1f} ms",
+        "",
+    ]
 
     # Memory growth from the end of warm-up to the end, per process.
     warm_up_s = max(60.0, 0.1 * run.duration_s)
@@ -323,23 +346,32 @@ def report(run: Run, kinds: list[Kind], argv: list[str],
     if run.unexpected_examples:
         lines += ["", "Unexpected results (first 20):", *[f"- {e}" for e in run.unexpected_examples]]
     passed = unexpected == 0 and growth_ok and seen == total
-    lines += ["", f"Result: {'PASS' if passed else 'FAIL'} (unexpected results {unexpected}, memory growth "
-              f"{'within' if growth_ok else 'over'} {MAX_GROWTH:.0%}, {total - seen} requests the service "
-              "did not log)"]
+    lines += [
+        "",
+        f"Result: {'PASS' if passed else 'FAIL'} (unexpected results {unexpected}, memory growth "
+        f"{'within' if growth_ok else 'over'} {MAX_GROWTH:.0%}, {total - seen} requests the service "
+        "did not log)",
+    ]
     return "\n".join(lines), passed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
     parser.add_argument("--concurrency", type=int, default=64, help="clients in flight (default 64)")
     parser.add_argument("--window", type=float, default=30.0, help="seconds per reported window (default 30)")
-    parser.add_argument("--report", type=Path, default=ROOT / "test-artifacts" / "soak.md",
-                        help="where to write the Markdown report (default test-artifacts/soak.md)")
-    parser.add_argument("--server-arg", action="append", default=[],
-                        help="extra argument for python -m service (repeatable); none by default")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=ROOT / "test-artifacts" / "soak.md",
+        help="where to write the Markdown report (default test-artifacts/soak.md)",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for python -m service (repeatable); none by default",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600 or not 1 <= args.concurrency <= 1024:
         parser.error("--duration must be 1..3600 s and --concurrency 1..1024")

@@ -56,17 +56,21 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 PAGE_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
     (b"x-frame-options", b"DENY"),
 ]
 # Swagger UI and ReDoc start themselves with an inline script and inline styles.
 DOCS_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-     b"script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
-     b"frame-ancestors 'none'; base-uri 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
     (b"x-frame-options", b"DENY"),
 ]
 
@@ -169,8 +173,15 @@ class ServiceMiddleware:
             elapsed = time.perf_counter() - started
             metrics.observe_request(route_path, scope["method"], status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                self.access.record(request_id=request_id, method=scope["method"], path=path, route=route_path,
-                                   status=status, duration_ms=round(elapsed * 1000, 3), client=client)
+                self.access.record(
+                    request_id=request_id,
+                    method=scope["method"],
+                    path=path,
+                    route=route_path,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                    client=client,
+                )
 
     def _authorised(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"x-api-key")
@@ -280,16 +291,21 @@ def document_middleware(app: FastAPI, settings: Settings) -> None:
             guarded = []
             for path, operations in schema.get("paths", {}).items():
                 name = "V2Error" if path.startswith("/v2") else "ErrorResponse"
-                body = ({"$ref": f"#/components/schemas/{name}"} if name in known
-                        else {"type": "object", "properties": {"detail": {"type": "string"}}})
+                body = (
+                    {"$ref": f"#/components/schemas/{name}"}
+                    if name in known
+                    else {"type": "object", "properties": {"detail": {"type": "string"}}}
+                )
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
                     for code, description in MIDDLEWARE_RESPONSES.items():
                         if (code == "401" and path.startswith(OPEN_PATHS)) or (
-                                code == "429" and path.startswith(PROBE_PATHS)):
+                            code == "429" and path.startswith(PROBE_PATHS)
+                        ):
                             continue
-                        responses.setdefault(code, {"description": description,
-                                                    "content": {"application/json": {"schema": body}}})
+                        responses.setdefault(
+                            code, {"description": description, "content": {"application/json": {"schema": body}}}
+                        )
                     if code_429 := responses.get("429"):
                         retry_after = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
                         code_429.setdefault("headers", {"Retry-After": retry_after})
@@ -326,8 +342,7 @@ def install_drain_handler(runtime: Runtime) -> None:
                 previous(signum, frame)
                 return
             runtime.draining = True
-            log.info("shutdown requested: readiness is now 503, draining for %.1f s",
-                     runtime.settings.shutdown_drain_s)
+            log.info("shutdown requested: readiness is now 503, draining for %.1f s", runtime.settings.shutdown_drain_s)
             loop.call_soon_threadsafe(loop.call_later, runtime.settings.shutdown_drain_s, previous, signum, frame)
 
         signal.signal(sig, handler)
@@ -341,13 +356,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         classifier = await asyncio.to_thread(
-            Classifier, settings.model_path, intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads, verify_sha256=settings.verify_sha256,
+            Classifier,
+            settings.model_path,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            verify_sha256=settings.verify_sha256,
         )
         await asyncio.to_thread(classifier.warm_up, settings.batch_max_size)
         runtime.classifier = classifier
-        runtime.batcher = Batcher(classifier, max_size=settings.batch_max_size,
-                                  max_delay_s=settings.batch_max_delay_ms / 1000, on_batch=metrics.observe_batch)
+        runtime.batcher = Batcher(
+            classifier,
+            max_size=settings.batch_max_size,
+            max_delay_s=settings.batch_max_delay_ms / 1000,
+            on_batch=metrics.observe_batch,
+        )
         runtime.batcher.start()
         runtime.pool = ThreadPoolExecutor(settings.prepare_threads, thread_name_prefix="prepare")
         if threading_is_main():
@@ -390,9 +412,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so that preflight requests (which carry no API key) are answered.
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID",
-                           "Inference-Header-Content-Length"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Content-Type",
+                "Authorization",
+                "X-API-Key",
+                "X-Request-ID",
+                "Inference-Header-Content-Length",
+            ],
             expose_headers=["X-Request-ID"],
         )
     return app

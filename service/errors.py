@@ -69,9 +69,7 @@ UNSUPPORTED_BATCH_CONTENT_TYPE = (
     "unsupported Content-Type {content_type!r} for a batch: send multipart/form-data with one file "
     "field '{field}' per image, or application/json with {json_forms}"
 )
-UNSUPPORTED_IMAGE_TYPE = (
-    "unsupported image type {content_type!r}: send PNG, JPEG, WebP, BMP, GIF or TIFF"
-)
+UNSUPPORTED_IMAGE_TYPE = "unsupported image type {content_type!r}: send PNG, JPEG, WebP, BMP, GIF or TIFF"
 EMPTY_IMAGE = "the image is empty (0 bytes): send the bytes of a PNG, JPEG, WebP, BMP, GIF or TIFF file"
 UNDECODABLE_IMAGE = (
     "the image could not be decoded ({reason}): send a complete, valid PNG, JPEG, WebP, BMP, GIF or TIFF file"

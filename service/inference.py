@@ -55,8 +55,9 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
 class Classifier:
     """One onnxruntime session: a batch of MNIST-form images in, class probabilities out."""
 
-    def __init__(self, model_path: Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1,
-                 verify_sha256: bool = True) -> None:
+    def __init__(
+        self, model_path: Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1, verify_sha256: bool = True
+    ) -> None:
         self.metadata = load_metadata(model_path)
         model_bytes = model_path.read_bytes()
         # Hash the very bytes the session is built from, so what runs is what was verified.
@@ -81,9 +82,7 @@ class Classifier:
             raise ModelLoadError(f"{model_path} is not a loadable ONNX model: {exc}") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or list(inputs[0].shape)[1:] != [28, 28, 1] or outputs[0].shape[-1] != 10:
-            raise ModelLoadError(
-                f"{model_path} does not take [N, 28, 28, 1] images to [N, 10] probabilities"
-            )
+            raise ModelLoadError(f"{model_path} does not take [N, 28, 28, 1] images to [N, 10] probabilities")
         self.input_name: str = inputs[0].name
         self.output_name: str = outputs[0].name
         self.sha256 = digest
@@ -128,8 +127,14 @@ class Batcher:
     once per batch, not once per request.
     """
 
-    def __init__(self, classifier: Classifier, *, max_size: int, max_delay_s: float,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        max_size: int,
+        max_delay_s: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.classifier = classifier
         self.max_size = max_size
         #: Most images in one session.run: the batch size, but never so few that cutting one
@@ -230,7 +235,7 @@ class Batcher:
         """
         results = []
         for start in range(0, len(batch), self.run_limit):
-            chunk = batch[start:start + self.run_limit]
+            chunk = batch[start : start + self.run_limit]
             results.append(self.classifier.predict(chunk))
             if self.on_batch is not None:
                 self.on_batch(len(chunk))

@@ -49,7 +49,9 @@ def log_config(level: str, json_lines: bool, access: bool) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+        },
         "loggers": {
             "service": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "service.access": {"level": "INFO" if access else "WARNING"},
@@ -72,8 +74,9 @@ class AccessLog:
     a line is written at all follows the ``service.access`` logger's level, as configured.
     """
 
-    def __init__(self, json_lines: bool, *, stream: TextIO | None = None, interval_s: float = 0.1,
-                 max_lines: int = 256) -> None:
+    def __init__(
+        self, json_lines: bool, *, stream: TextIO | None = None, interval_s: float = 0.1, max_lines: int = 256
+    ) -> None:
         self.json_lines = json_lines
         self.interval_s = interval_s
         self.max_lines = max_lines
@@ -89,8 +92,12 @@ class AccessLog:
     def record(self, **fields: object) -> None:
         now = time.time()
         if self.json_lines:
-            entry: dict[str, object] = {"ts": self._timestamp(now), "level": "info", "logger": "service.access",
-                                        "msg": "request"}
+            entry: dict[str, object] = {
+                "ts": self._timestamp(now),
+                "level": "info",
+                "logger": "service.access",
+                "msg": "request",
+            }
             entry.update(fields)
             line = orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE)
         else:
@@ -156,4 +163,4 @@ def _write(stream: TextIO, data: bytes) -> None:
         return
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

@@ -13,14 +13,18 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-REQUESTS = Counter("digits_http_requests_total", "HTTP requests by route, method and status.",
-                   ["route", "method", "status"])
+REQUESTS = Counter(
+    "digits_http_requests_total", "HTTP requests by route, method and status.", ["route", "method", "status"]
+)
 LATENCY = Histogram(
-    "digits_http_request_duration_seconds", "Time to answer a request, by route.", ["route"],
+    "digits_http_request_duration_seconds",
+    "Time to answer a request, by route.",
+    ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 BATCH_SIZE = Histogram(
-    "digits_inference_batch_size", "Images in each session.run call (dynamic batching).",
+    "digits_inference_batch_size",
+    "Images in each session.run call (dynamic batching).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 IMAGES = Counter("digits_images_classified_total", "Images classified by the model.")

@@ -18,8 +18,14 @@ from service import errors
 
 IMAGE_TYPES = frozenset(errors.SUPPORTED_IMAGE_TYPES)
 # Names some clients use for the same formats.
-IMAGE_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-ms-bmp": "image/bmp",
-                      "image/x-bmp": "image/bmp", "image/tif": "image/tiff", "image/x-png": "image/png"}
+IMAGE_TYPE_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-ms-bmp": "image/bmp",
+    "image/x-bmp": "image/bmp",
+    "image/tif": "image/tiff",
+    "image/x-png": "image/png",
+}
 MAX_MULTIPART_PARTS = 1024
 MAX_PART_HEADER_BYTES = 8192
 
@@ -103,8 +109,9 @@ def parse_multipart(body: bytes, content_type: str, field: str) -> list[Part]:
         if next_delimiter < 0:
             break
         if len(parts) >= MAX_MULTIPART_PARTS:
-            raise errors.PayloadTooLarge(errors.TOO_MANY_IMAGES.format(count=f"over {MAX_MULTIPART_PARTS}",
-                                                                       limit=MAX_MULTIPART_PARTS))
+            raise errors.PayloadTooLarge(
+                errors.TOO_MANY_IMAGES.format(count=f"over {MAX_MULTIPART_PARTS}", limit=MAX_MULTIPART_PARTS)
+            )
         parts.append(_part(data[line_end + 2 : headers_end], data[headers_end + 4 : next_delimiter], field))
         position = next_delimiter
     raise errors.InvalidInput(

@@ -138,9 +138,7 @@ def _check_count(count: int, limit: int) -> None:
         raise errors.InvalidInput(errors.EMPTY_BATCH)
 
 
-def _unsupported(
-    content_type: str, field: str, json_forms: str, batch: bool = False
-) -> errors.UnsupportedMediaType:
+def _unsupported(content_type: str, field: str, json_forms: str, batch: bool = False) -> errors.UnsupportedMediaType:
     content_type = content_type[:100]  # the client's: echo a bounded amount of it
     if content_type.startswith("image/") and content_type not in parsing.IMAGE_TYPES:
         return errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=content_type))
@@ -185,8 +183,11 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
     json_forms = '{"images": ["<base64>", ...]} or {"pixels": <N x 28 x 28 numbers 0-255>}'
     limit = settings.max_batch_images
     if kind == "multipart/form-data":
-        parts = [p for p in parsing.parse_multipart(await _body(request, settings), content_type, "files")
-                 if p.name == "files"]
+        parts = [
+            p
+            for p in parsing.parse_multipart(await _body(request, settings), content_type, "files")
+            if p.name == "files"
+        ]
         if not parts:
             raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="files"))
         _check_count(len(parts), limit)
@@ -199,7 +200,8 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         value = body[form]
         if not isinstance(value, list):
             raise errors.InvalidInput(
-                errors.NOT_A_LIST if form == "images"
+                errors.NOT_A_LIST
+                if form == "images"
                 else errors.PIXELS_SHAPE.format(expected="N x 28 x 28", got=type(value).__name__)
             )
         _check_count(len(value), limit)
@@ -242,8 +244,7 @@ def _body_spec(field: str, multiple: bool, json_schemas: list[type[Any]]) -> dic
 
 
 def pixels_schema() -> dict[str, Any]:
-    row = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 255}, "minItems": 28,
-           "maxItems": 28}
+    row = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 255}, "minItems": 28, "maxItems": 28}
     return {"type": "array", "items": row, "minItems": 28, "maxItems": 28}
 
 
@@ -340,8 +341,11 @@ async def serve_hot(answer: Answer, runtime: Runtime, scope: Scope, receive: Rec
     """
     include_input = False
     if scope["query_string"]:
-        values = [v for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-                  if k == "include_input"]
+        values = [
+            v
+            for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            if k == "include_input"
+        ]
         if values:
             try:
                 include_input = _BOOL.validate_python(values[-1])
@@ -433,4 +437,3 @@ async def prometheus_metrics() -> Response:
 async def page() -> FileResponse:
     """The drawing page."""
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
-

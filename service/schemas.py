@@ -55,9 +55,7 @@ class BatchPrediction(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "predictions": [
-                        {"digit": 7, "confidence": 0.9996, "probabilities": PROBABILITIES_EXAMPLE}
-                    ],
+                    "predictions": [{"digit": 7, "confidence": 0.9996, "probabilities": PROBABILITIES_EXAMPLE}],
                     "model_version": "1.0.0",
                 }
             ]

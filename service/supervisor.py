@@ -24,6 +24,7 @@ import uvicorn
 
 log = logging.getLogger("service")
 
+
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

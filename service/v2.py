@@ -94,8 +94,7 @@ NO_HEADER_LENGTH = (
     "header: send the length in bytes of the JSON part in that header"
 )
 BINARY_MISMATCH = (
-    "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add "
-    "up to {expected}"
+    "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add up to {expected}"
 )
 UNKNOWN_OUTPUT = "unknown output {name!r}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
 DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
@@ -219,7 +218,7 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
     if requested is None or requested == []:
         return [(PROBABILITIES, all_binary), (DIGIT, all_binary)]
     if not isinstance(requested, list):
-        raise bad(FIELD_TYPE.format(field="'outputs'", expected="a list of {\"name\": ...} objects"))
+        raise bad(FIELD_TYPE.format(field="'outputs'", expected='a list of {"name": ...} objects'))
     outputs: list[tuple[str, bool]] = []
     for i, item in enumerate(requested):
         item = _object(item, f"outputs[{i}]")
@@ -386,8 +385,9 @@ def _bytes_from_binary(binary: memoryview, count: int) -> list[bytes]:
 # --- Building a response --------------------------------------------------------------------------
 
 
-def inference_response(classifier: Classifier, request_id: str | None, probabilities: np.ndarray,
-                       outputs: list[tuple[str, bool]]) -> Response:
+def inference_response(
+    classifier: Classifier, request_id: str | None, probabilities: np.ndarray, outputs: list[tuple[str, bool]]
+) -> Response:
     """The response object, and after it the binary outputs, in the order they were requested."""
     tensors = {
         PROBABILITIES: np.ascontiguousarray(probabilities, dtype="<f4"),
@@ -417,7 +417,6 @@ def inference_response(classifier: Classifier, request_id: str | None, probabili
     return response
 
 
-
 def served_model(runtime: Runtime, name: str, version: str | None) -> Classifier:
     """The classifier if the path names it (and its version); 404 otherwise."""
     classifier = runtime.classifier
@@ -434,8 +433,13 @@ def model_metadata(classifier: Classifier) -> dict[str, object]:
     def tensors(spec: dict[str, tuple[str, list[int]]]) -> list[dict[str, object]]:
         return [{"name": n, "datatype": d, "shape": s} for n, (d, s) in spec.items()]
 
-    return {"name": classifier.name, "versions": [classifier.version], "platform": PLATFORM,
-            "inputs": tensors(INPUTS), "outputs": tensors(OUTPUTS)}
+    return {
+        "name": classifier.name,
+        "versions": [classifier.version],
+        "platform": PLATFORM,
+        "inputs": tensors(INPUTS),
+        "outputs": tensors(OUTPUTS),
+    }
 
 
 # --- OpenAPI: schemas and examples ----------------------------------------------------------------
@@ -474,13 +478,25 @@ class MetadataTensor(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "mnist-improved", "versions": ["1.0.0"], "platform": PLATFORM,
-        "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-                   {"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [-1]}],
-        "outputs": [{"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, 10]},
-                    {"name": DIGIT, "datatype": "INT64", "shape": [-1]}],
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "mnist-improved",
+                    "versions": ["1.0.0"],
+                    "platform": PLATFORM,
+                    "inputs": [
+                        {"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]},
+                        {"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [-1]},
+                    ],
+                    "outputs": [
+                        {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, 10]},
+                        {"name": DIGIT, "datatype": "INT64", "shape": [-1]},
+                    ],
+                }
+            ]
+        }
+    )
     name: str
     versions: list[str]
     platform: str
@@ -530,13 +546,22 @@ class ResponseOutput(BaseModel):
 
 
 class InferenceResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=(), json_schema_extra={"examples": [{
-        "model_name": "mnist-improved", "model_version": "1.0.0", "id": "42",
-        "outputs": [
-            {"name": PROBABILITIES, "datatype": "FP32", "shape": [1, 10], "data": PROBABILITIES_EXAMPLE},
-            {"name": DIGIT, "datatype": "INT64", "shape": [1], "data": [7]},
-        ],
-    }]})
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_name": "mnist-improved",
+                    "model_version": "1.0.0",
+                    "id": "42",
+                    "outputs": [
+                        {"name": PROBABILITIES, "datatype": "FP32", "shape": [1, 10], "data": PROBABILITIES_EXAMPLE},
+                        {"name": DIGIT, "datatype": "INT64", "shape": [1], "data": [7]},
+                    ],
+                }
+            ]
+        },
+    )
     model_name: str
     model_version: str
     id: str | None = None
@@ -571,15 +596,21 @@ def _example_digit() -> list[float]:
 
 def _infer_spec() -> dict[str, Any]:
     examples = {
-        "image_bytes": {"summary": "Encoded image files, base64 (JSON)", "value": {
-            "id": "42",
-            "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1], "data": [PNG_BASE64_EXAMPLE]}],
-        }},
-        "image": {"summary": "MNIST-form FP32 tensor, flat row-major (JSON)", "value": {
-            "id": "43",
-            "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [1, 28, 28, 1], "data": _example_digit()}],
-            "outputs": [{"name": DIGIT}],
-        }},
+        "image_bytes": {
+            "summary": "Encoded image files, base64 (JSON)",
+            "value": {
+                "id": "42",
+                "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1], "data": [PNG_BASE64_EXAMPLE]}],
+            },
+        },
+        "image": {
+            "summary": "MNIST-form FP32 tensor, flat row-major (JSON)",
+            "value": {
+                "id": "43",
+                "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [1, 28, 28, 1], "data": _example_digit()}],
+                "outputs": [{"name": DIGIT}],
+            },
+        },
     }
     binary_description = (
         "Binary tensor data extension: the JSON request, then each input's bytes (FP32 little-endian; "
@@ -587,10 +618,13 @@ def _infer_spec() -> dict[str, Any]:
         "header gives the JSON's length in bytes."
     )
     return {
-        "requestBody": {"required": True, "content": {
-            JSON: {"schema": _inline(InferenceRequest.model_json_schema()), "examples": examples},
-            BINARY: {"schema": {"type": "string", "format": "binary"}, "description": binary_description},
-        }},
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {"schema": _inline(InferenceRequest.model_json_schema()), "examples": examples},
+                BINARY: {"schema": {"type": "string", "format": "binary"}, "description": binary_description},
+            },
+        },
     }
 
 
@@ -598,7 +632,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": V2Error, "description": description}
     for code, description in {
         400: "Malformed request: invalid JSON, unknown input or output, wrong datatype or shape, data not "
-             "matching the shape, non-numeric or out-of-range values, an undecodable image or no digit.",
+        "matching the shape, non-numeric or out-of-range values, an undecodable image or no digit.",
         404: "Unknown model or version.",
         413: "Body or batch over its limit.",
         503: "Model not ready, or inference failed; retry.",
@@ -608,9 +642,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {code: ERRORS[code] for code in (404, 503)}
 NOT_READY: dict[int | str, dict[str, Any]] = {503: {"model": V2Error, "description": "Not ready, or shutting down."}}
 INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {BINARY: {"schema": {"type": "string", "format": "binary"}}},
-          "description": "The outputs; as JSON, or (when binary outputs were asked for) the JSON response "
-                         "followed by the outputs' bytes, its length in Inference-Header-Content-Length."},
+    200: {
+        "content": {BINARY: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The outputs; as JSON, or (when binary outputs were asked for) the JSON response "
+        "followed by the outputs' bytes, its length in Inference-Header-Content-Length.",
+    },
     **ERRORS,
 }
 
@@ -659,8 +695,12 @@ async def model_ready(request: Request, model_name: str) -> Response:
     return await _model_ready(request, model_name, None)
 
 
-@router.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady,
-            responses=NOT_FOUND, summary="Model version readiness")
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    response_model=ModelReady,
+    responses=NOT_FOUND,
+    summary="Model version readiness",
+)
 async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
     """200 when the named model at that version can serve; 404 for another name or version."""
     return await _model_ready(request, model_name, model_version)
@@ -672,8 +712,12 @@ async def model_metadata_route(request: Request, model_name: str) -> Response:
     return json_response(model_metadata(served_model(runtime_of(request), model_name, None)))
 
 
-@router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
-            responses=NOT_FOUND, summary="Model version metadata")
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    response_model=ModelMetadata,
+    responses=NOT_FOUND,
+    summary="Model version metadata",
+)
 async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
     """The model's metadata, if it is served at that version."""
     return json_response(model_metadata(served_model(runtime_of(request), model_name, model_version)))
@@ -692,15 +736,25 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
     return inference_response(classifier, request_id, probabilities, outputs)
 
 
-@router.post("/models/{model_name}/infer", response_model=InferenceResponse, responses=INFER_RESPONSES,
-             openapi_extra=_infer_spec(), summary="Inference")
+@router.post(
+    "/models/{model_name}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_RESPONSES,
+    openapi_extra=_infer_spec(),
+    summary="Inference",
+)
 async def infer(request: Request, model_name: str) -> Response:
     """Classify N images sent as one tensor, in JSON or with binary tensor data."""
     return await _infer(request, model_name, None)
 
 
-@router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
-             responses=INFER_RESPONSES, openapi_extra=_infer_spec(), summary="Inference on a model version")
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_RESPONSES,
+    openapi_extra=_infer_spec(),
+    summary="Inference on a model version",
+)
 async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
     """Inference, if the model is served at that version."""
     return await _infer(request, model_name, model_version)

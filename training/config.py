@@ -9,10 +9,20 @@ from typing import Any
 #: (Adam at 1e-3, batch 128, 5 epochs, no augmentation); the improved model trains longer
 #: with augmentation and a warm-up + cosine learning-rate schedule.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "baseline": {"epochs": 5, "learning_rate": 1e-3, "augment": False, "schedule": "constant",
-                 "early_stopping_start": 0},
-    "improved": {"epochs": 30, "learning_rate": 3e-3, "augment": True, "schedule": "cosine",
-                 "early_stopping_start": 20},
+    "baseline": {
+        "epochs": 5,
+        "learning_rate": 1e-3,
+        "augment": False,
+        "schedule": "constant",
+        "early_stopping_start": 0,
+    },
+    "improved": {
+        "epochs": 30,
+        "learning_rate": 3e-3,
+        "augment": True,
+        "schedule": "cosine",
+        "early_stopping_start": 20,
+    },
 }
 
 

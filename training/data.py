@@ -111,15 +111,13 @@ def parse_idx(data: bytes, *, source: str, images: bool, count: int | None = Non
     header_size = 16 if images else 8
     if len(data) < header_size:
         raise MnistError(
-            f"{source}: truncated: {len(data)} bytes is shorter than the {header_size}-byte "
-            f"IDX {kind} header"
+            f"{source}: truncated: {len(data)} bytes is shorter than the {header_size}-byte IDX {kind} header"
         )
     magic, n = struct.unpack(">II", data[:8])
     expected_magic = IMAGE_MAGIC if images else LABEL_MAGIC
     if magic != expected_magic:
         raise MnistError(
-            f"{source}: wrong magic number {magic:#010x}, expected {expected_magic:#010x} "
-            f"for an IDX {kind} file"
+            f"{source}: wrong magic number {magic:#010x}, expected {expected_magic:#010x} for an IDX {kind} file"
         )
     if count is not None and n != count:
         raise MnistError(f"{source}: header says {n} items, expected {count}")
@@ -132,9 +130,7 @@ def parse_idx(data: bytes, *, source: str, images: bool, count: int | None = Non
     expected_len = header_size + int(np.prod(shape))
     if len(data) != expected_len:
         problem = "truncated" if len(data) < expected_len else "has trailing data"
-        raise MnistError(
-            f"{source}: {problem}: {len(data)} bytes, expected {expected_len} for {n} {kind}s"
-        )
+        raise MnistError(f"{source}: {problem}: {len(data)} bytes, expected {expected_len} for {n} {kind}s")
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
@@ -146,9 +142,7 @@ def _load_split(data_dir: Path, prefix: str) -> Split:
         arrays.append(parse_idx(_read_bytes(path), source=str(path), images=images))
     images_arr, labels = arrays
     if len(images_arr) != len(labels):
-        raise MnistError(
-            f"{data_dir}: {prefix} has {len(images_arr)} images but {len(labels)} labels"
-        )
+        raise MnistError(f"{data_dir}: {prefix} has {len(images_arr)} images but {len(labels)} labels")
     if labels.max(initial=0) > 9:
         raise MnistError(f"{data_dir}: {prefix} labels contain values above 9")
     return Split(images_arr, labels)
@@ -167,9 +161,10 @@ def download(cache_dir: Path | None = None, mirrors: tuple[str, ...] = MIRRORS) 
             url = mirror + stem + ".gz"
             log.info("downloading %s", url)
             try:
-                with urllib.request.urlopen(url, timeout=30) as response, tempfile.NamedTemporaryFile(
-                    dir=cache_dir, delete=False
-                ) as tmp:
+                with (
+                    urllib.request.urlopen(url, timeout=30) as response,
+                    tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as tmp,
+                ):
                     shutil.copyfileobj(response, tmp)
             except (urllib.error.URLError, OSError) as exc:
                 errors.append(f"{url}: {exc}")

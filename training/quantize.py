@@ -58,8 +58,9 @@ def seconds_per_image(model_path: Path, images: np.ndarray, batch: int, repeats:
     return best
 
 
-def quantize(model_path: Path, data_dir: str | None = None, calibration_images: int = 2000,
-             seed: int = 0) -> dict[str, Any]:
+def quantize(
+    model_path: Path, data_dir: str | None = None, calibration_images: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -133,8 +133,7 @@ def write_model_card(output_dir: Path) -> Path:
             f"## `{name}`",
             "",
             f"- version {meta['version']}, created {meta['created']}, sha256 `{meta['sha256'][:16]}…`",
-            f"- ONNX opset {meta['opset']}, input `image` [N, 28, 28, 1] float32, output "
-            "`probabilities` [N, 10]",
+            f"- ONNX opset {meta['opset']}, input `image` [N, 28, 28, 1] float32, output `probabilities` [N, 10]",
             f"- {training['epochs_run']} epochs (best on validation: {training['best_epoch']}), batch "
             f"{training['batch_size']}, learning rate {training['learning_rate']} ({training['schedule']}), "
             f"augmentation {'on' if training['augment'] else 'off'}, seed {training['seed']}",

@@ -92,13 +92,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout_s
         while status_of(self.port, "/health/ready") != 200:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited with {self.process.returncode}:\n{self.logs()[-3000:]}"
-                )
+                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.logs()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the server was not ready after {timeout_s:.0f} s:\n{self.logs()[-3000:]}"
-                )
+                raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s:\n{self.logs()[-3000:]}")
             time.sleep(0.1)
 
     def wait_workers(self, count: int, timeout_s: float = 90.0) -> None:

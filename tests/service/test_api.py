@@ -87,9 +87,22 @@ def test_json_pixels_used_as_given(client, mnist_sample) -> None:  # type: ignor
 
 @pytest.mark.parametrize(
     "query",
-    ["include_input=true", "include_input=True", "include_input=1", "include_input=yes", "include_input=on",
-     "include_input=false", "include_input=0", "include_input=off", "include_input=", "include_input=maybe",
-     "include_input=2", "include_input=true&include_input=false", "include_input=nope&include_input=1", "other=1"],
+    [
+        "include_input=true",
+        "include_input=True",
+        "include_input=1",
+        "include_input=yes",
+        "include_input=on",
+        "include_input=false",
+        "include_input=0",
+        "include_input=off",
+        "include_input=",
+        "include_input=maybe",
+        "include_input=2",
+        "include_input=true&include_input=false",
+        "include_input=nope&include_input=1",
+        "other=1",
+    ],
 )
 def test_include_input_is_read_as_fastapi_reads_a_bool_query(client, mnist_sample, query: str) -> None:  # type: ignore[no-untyped-def]
     """The prediction routes skip FastAPI's routing: their one query parameter must still mean the same."""

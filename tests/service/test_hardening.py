@@ -192,9 +192,7 @@ def test_openapi_describes_the_key_schemes(hardened: LiveServer) -> None:
 
 def test_cors_is_off_by_default(client) -> None:  # type: ignore[no-untyped-def]
     assert Settings().cors_origins == []
-    preflight = client.options(
-        "/predict", headers={"origin": ORIGIN, "access-control-request-method": "POST"}
-    )
+    preflight = client.options("/predict", headers={"origin": ORIGIN, "access-control-request-method": "POST"})
     assert preflight.status_code == 405
     assert "access-control-allow-origin" not in preflight.headers
     simple = client.get("/health/live", headers={"origin": ORIGIN})
@@ -219,9 +217,7 @@ def test_cors_allows_only_the_configured_origins(hardened: LiveServer) -> None:
     status, headers, _ = hardened.request("POST", "/predict", png(), keyed(**PNG, origin=ORIGIN))
     assert status == 200 and headers["access-control-allow-origin"] == ORIGIN
     assert "x-request-id" in headers["access-control-expose-headers"].lower()
-    status, headers, _ = hardened.request(
-        "POST", "/predict", png(), keyed(**PNG, origin="https://evil.example")
-    )
+    status, headers, _ = hardened.request("POST", "/predict", png(), keyed(**PNG, origin="https://evil.example"))
     assert status == 200 and "access-control-allow-origin" not in headers
 
 
@@ -310,9 +306,7 @@ def test_a_bug_gives_a_bare_500_with_a_request_id(
     assert response.headers["x-content-type-options"] == "nosniff"
     for secret in ("secret", "/work/", "routes.py", "hunter2", "Traceback", "ValueError"):
         assert secret not in response.text
-    logged = [
-        r for r in caplog.records if r.levelname == "ERROR" and getattr(r, "request_id", None) == "bug-1"
-    ]
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and getattr(r, "request_id", None) == "bug-1"]
     assert logged and logged[0].exc_info is not None
 
 
@@ -331,9 +325,7 @@ def test_a_bug_gives_a_bare_500_with_a_request_id(
     ],
     ids=["corrupt-png", "corrupt-gif-base64", "truncated-multipart", "v2-bad-input", "long-content-type"],
 )
-def test_errors_carry_no_paths_or_traces(
-    hardened: LiveServer, path: str, body: bytes, content_type: str
-) -> None:
+def test_errors_carry_no_paths_or_traces(hardened: LiveServer, path: str, body: bytes, content_type: str) -> None:
     status, _, answer = hardened.request("POST", path, body, keyed(**{"content-type": content_type}))
     assert 400 <= status < 500, answer
     text = answer.decode()
@@ -460,21 +452,15 @@ def marked_png() -> bytes:
 
 
 def test_logs_are_json_lines_with_the_request_id(hardened: LiveServer) -> None:
-    status, headers, _ = hardened.request(
-        "POST", "/predict", png(), keyed(**PNG, **{"x-request-id": "trace-42"})
-    )
+    status, headers, _ = hardened.request("POST", "/predict", png(), keyed(**PNG, **{"x-request-id": "trace-42"}))
     assert status == 200 and headers["x-request-id"] == "trace-42"
-    made = hardened.request("GET", "/health/live", headers={"x-request-id": "bad id\twith tab"})[1][
-        "x-request-id"
-    ]
+    made = hardened.request("GET", "/health/live", headers={"x-request-id": "bad id\twith tab"})[1]["x-request-id"]
     assert len(made) == 32 and made.isalnum()
     time.sleep(0.2)
     entries = [json.loads(line) for line in hardened.logs().splitlines() if line.startswith("{")]
     assert entries and all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
     lines = [line for line in hardened.logs().splitlines() if line.strip()]
-    assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][
-        :5
-    ]
+    assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][:5]
     access = [e for e in entries if e.get("request_id") == "trace-42"]
     assert access and access[-1]["status"] == 200 and access[-1]["path"] == "/predict"
     assert isinstance(access[-1]["duration_ms"], float)
@@ -497,9 +483,7 @@ def test_no_image_bytes_in_logs(hardened: LiveServer) -> None:
         ("/predict/batch", b'{"images": ["' + encoded + b'", "' + MARKER + b'"]}', "application/json"),
         (
             "/v2/models/mnist-improved/infer",
-            b'{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["'
-            + encoded
-            + b'"]}]}',
+            b'{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["' + encoded + b'"]}]}',
             "application/json",
         ),
     ]
@@ -545,9 +529,12 @@ def test_a_client_leaving_mid_upload_is_not_an_error(hardened: LiveServer) -> No
     """A disconnect before the body is complete: logged as 499, no traceback, nothing else affected."""
     for content_type in ("image/png", "application/json"):
         with socket.create_connection((HOST, hardened.port), timeout=10) as sock:
-            sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {KEYS[0]}\r\nX-Request-ID: "
-                         f"leaver-{content_type[:5]}\r\nContent-Type: {content_type}\r\n"
-                         f"Content-Length: 100000\r\n\r\n".encode() + b"x" * 5000)
+            sock.sendall(
+                f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nX-API-Key: {KEYS[0]}\r\nX-Request-ID: "
+                f"leaver-{content_type[:5]}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: 100000\r\n\r\n".encode()
+                + b"x" * 5000
+            )
             time.sleep(0.3)
     time.sleep(0.5)
     entries = [json.loads(line) for line in hardened.logs().splitlines() if line.startswith("{")]

@@ -235,10 +235,7 @@ CORRUPT: dict[str, Callable[[], bytes]] = {
 
 CASES: list[Call] = [
     # Zero-byte, truncated and corrupt files of every supported format.
-    *(
-        raw(f"empty-{fmt.lower()}", lambda: b"", kind, 422, "empty (0 bytes)")
-        for fmt, kind in FORMATS.items()
-    ),
+    *(raw(f"empty-{fmt.lower()}", lambda: b"", kind, 422, "empty (0 bytes)") for fmt, kind in FORMATS.items()),
     raw("truncated-png", lambda: ok_image("PNG")[:1000], "image/png", 422, TRUNCATED),
     raw("truncated-jpeg", lambda: ok_image("JPEG")[:600], "image/jpeg", 422, TRUNCATED),
     raw("truncated-webp", lambda: ok_image("WEBP")[:300], "image/webp", 422, DECODE),
@@ -247,9 +244,7 @@ CASES: list[Call] = [
     raw("truncated-tiff", lambda: ok_image("TIFF")[:6000], "image/tiff", 422, TRUNCATED),
     raw("truncated-header-png", lambda: ok_image("PNG")[:20], "image/png", 422, TRUNCATED),
     *(raw(f"corrupt-{fmt.lower()}", make, FORMATS[fmt], 422, DECODE) for fmt, make in CORRUPT.items()),
-    raw(
-        "magic-then-junk-png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png", 422, DECODE
-    ),
+    raw("magic-then-junk-png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image/png", 422, DECODE),
     raw("not-an-image", lambda: b"hello, I am not an image" * 10, "image/png", 422, "not a recognised"),
     raw(
         "png-text-chunk-bomb",
@@ -303,9 +298,7 @@ CASES: list[Call] = [
         413,
         "decompression bomb",
     ),
-    raw(
-        "claim-bmp-60000x60000", lambda: bmp_claiming(60_000, 60_000), "image/bmp", 413, "decompression bomb"
-    ),
+    raw("claim-bmp-60000x60000", lambda: bmp_claiming(60_000, 60_000), "image/bmp", 413, "decompression bomb"),
     raw(
         "claim-bmp-top-down-60000",
         lambda: bmp_claiming(60_000, -60_000),
@@ -313,9 +306,7 @@ CASES: list[Call] = [
         413,
         "decompression bomb",
     ),
-    raw(
-        "claim-gif-65535x65535", lambda: gif_claiming(65_535, 65_535), "image/gif", 413, "decompression bomb"
-    ),
+    raw("claim-gif-65535x65535", lambda: gif_claiming(65_535, 65_535), "image/gif", 413, "decompression bomb"),
     raw(
         "claim-tiff-100000x100000",
         lambda: tiff_claiming(100_000, 100_000),
@@ -350,9 +341,7 @@ CASES: list[Call] = [
         "no file field 'file'",
     ),
     raw("multipart-no-parts", lambda: f"--{BOUNDARY}--\r\n".encode(), MULTIPART, 422, "no file field 'file'"),
-    raw(
-        "multipart-text-field", lambda: multipart(("file", None, None, b"just text")), MULTIPART, 422, DECODE
-    ),
+    raw("multipart-text-field", lambda: multipart(("file", None, None, b"just text")), MULTIPART, 422, DECODE),
     raw(
         "multipart-empty-file",
         lambda: multipart(("file", "d.png", "image/png", b"")),
@@ -538,9 +527,7 @@ CASES: list[Call] = [
         path="/predict/batch",
     ),
     Call("batch-pixels-not-list", 422, "N x 28 x 28", json=lambda: {"pixels": "abc"}, path="/predict/batch"),
-    Call(
-        "batch-images-not-list", 422, "must be a list", json=lambda: {"images": "abc"}, path="/predict/batch"
-    ),
+    Call("batch-images-not-list", 422, "must be a list", json=lambda: {"images": "abc"}, path="/predict/batch"),
     Call(
         "batch-images-item-not-string",
         422,
@@ -664,9 +651,7 @@ def _params(cases: list[Call]) -> list[Any]:
         pytest.param(
             case,
             id=case.id,
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[case.id])]
-            if case.id in KNOWN_BUGS
-            else [],
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[case.id])] if case.id in KNOWN_BUGS else [],
         )
         for case in cases
     ]
@@ -730,9 +715,7 @@ def rgba_png() -> bytes:
 
 def rgba_webp() -> bytes:
     alpha = digit(FOUR, dark_on_light=False)
-    return encode(
-        Image.merge("RGBA", (*Image.new("RGB", alpha.size, (0, 0, 0)).split(), alpha)), "WEBP", lossless=True
-    )
+    return encode(Image.merge("RGBA", (*Image.new("RGB", alpha.size, (0, 0, 0)).split(), alpha)), "WEBP", lossless=True)
 
 
 def animated_gif() -> bytes:
@@ -805,9 +788,7 @@ def test_exif_orientation_matters() -> None:
 def test_unusual_images_in_one_batch(client) -> None:  # type: ignore[no-untyped-def]
     """A batch mixing every unusual form answers each image in order."""
     chosen = [v for v in VALID if not v[2].startswith("Image/")]
-    body = multipart(
-        *[("files", f"{name}.bin", kind.split(";")[0], make()) for name, make, kind, _ in chosen]
-    )
+    body = multipart(*[("files", f"{name}.bin", kind.split(";")[0], make()) for name, make, kind, _ in chosen])
     response = client.post("/predict/batch", content=body, headers={"content-type": MULTIPART})
     assert response.status_code == 200, response.text
     digits = [p["digit"] for p in response.json()["predictions"]]
@@ -860,12 +841,8 @@ def assert_server_answers(server: LiveServer) -> None:
     assert status == 200, body
 
 
-@pytest.mark.parametrize(
-    "content_type", ["image/png", "application/json", f"multipart/form-data; boundary={BOUNDARY}"]
-)
-def test_huge_declared_length_is_refused_before_the_body_is_sent(
-    server: LiveServer, content_type: str
-) -> None:
+@pytest.mark.parametrize("content_type", ["image/png", "application/json", f"multipart/form-data; boundary={BOUNDARY}"])
+def test_huge_declared_length_is_refused_before_the_body_is_sent(server: LiveServer, content_type: str) -> None:
     """Headers declaring 10 GB and a little body: 413 comes back while the client still owes the rest."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         head = (

@@ -130,9 +130,7 @@ STARTUP_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("make", "message"), [f[1:] for f in STARTUP_FAULTS], ids=[f[0] for f in STARTUP_FAULTS]
-)
+@pytest.mark.parametrize(("make", "message"), [f[1:] for f in STARTUP_FAULTS], ids=[f[0] for f in STARTUP_FAULTS])
 def test_bad_model_is_refused_at_start_up(tmp_path: Path, make: Any, message: str) -> None:
     model = make(tmp_path)
     port = free_port()
@@ -173,9 +171,7 @@ def failing_model(directory: Path) -> Path:
     rng = np.random.default_rng(0)
     initialisers = [
         helper.make_tensor("shape", tensor.INT64, [2], [1, 784]),
-        helper.make_tensor(
-            "w", tensor.FLOAT, [784, 10], rng.normal(0, 0.1, 7840).astype(np.float32).tolist()
-        ),
+        helper.make_tensor("w", tensor.FLOAT, [784, 10], rng.normal(0, 0.1, 7840).astype(np.float32).tolist()),
     ]
     nodes = [
         helper.make_node("Reshape", ["image", "shape"], ["flat"]),
@@ -248,9 +244,7 @@ def test_session_failure_gives_503_then_recovers(client, mnist_sample) -> None: 
     def flaky_run(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise RuntimeError(
-                "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : /onnxruntime/core/providers/cpu.cc:42"
-            )
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : /onnxruntime/core/providers/cpu.cc:42")
         return real_run(*args, **kwargs)
 
     session.run = flaky_run
@@ -389,17 +383,14 @@ def test_sigterm_drains_then_finishes_in_flight_requests(
 
 def worker_pids(server: LiveServer) -> list[int]:
     assert server.process is not None
-    out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
-    )
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True)
     pids = [int(p) for p in out.stdout.split()]
     # uvicorn's supervisor also starts multiprocessing's resource tracker: keep the serving workers.
     return (
         [
             p
             for p in pids
-            if "multiprocessing.spawn"
-            in Path(f"/proc/{p}/cmdline").read_text(errors="replace").replace("\0", " ")
+            if "multiprocessing.spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="replace").replace("\0", " ")
         ]
         if pids
         else []

@@ -78,7 +78,6 @@ def test_cached_timestamps_equal_the_other_logs(now: float) -> None:
     assert log._timestamp(now) == timestamp(now)
 
 
-
 def test_closing_stops_the_writer_and_later_lines_are_written_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with open(tmp_path / "log", "w") as stream:
         log = AccessLog(True, stream=stream, interval_s=60)

@@ -93,7 +93,5 @@ def test_every_operation_conforms_with_security_on(case: Any) -> None:
     # that an unauthenticated client learns nothing about which routes and methods exist.
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance, unsupported_method])
     assert response.status_code < 500, response.text
-    authorised = case.call_and_validate(
-        headers={"X-API-Key": API_KEY}, excluded_checks=[positive_data_acceptance]
-    )
+    authorised = case.call_and_validate(headers={"X-API-Key": API_KEY}, excluded_checks=[positive_data_acceptance])
     assert authorised.status_code != 401, authorised.text

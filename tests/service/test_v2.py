@@ -42,8 +42,9 @@ class Server:
         self.version: str = model["version"]
 
     def triton(self) -> Any:
-        return tritonclient.InferenceServerClient(url=f"127.0.0.1:{self.port}", connection_timeout=60,
-                                                  network_timeout=60)
+        return tritonclient.InferenceServerClient(
+            url=f"127.0.0.1:{self.port}", connection_timeout=60, network_timeout=60
+        )
 
     def infer_url(self, model: str | None = None, version: str | None = None) -> str:
         path = f"/v2/models/{model or self.model}"
@@ -86,8 +87,9 @@ def bytes_input(files: list[bytes], binary: bool = True) -> Any:
     if binary:
         return tensor.set_data_from_numpy(np.array(files, dtype=np.object_), binary_data=True)
     # In JSON, BYTES elements are strings: image files go as base64.
-    return tensor.set_data_from_numpy(np.array([base64.b64encode(f) for f in files], dtype=np.object_),
-                                      binary_data=False)
+    return tensor.set_data_from_numpy(
+        np.array([base64.b64encode(f) for f in files], dtype=np.object_), binary_data=False
+    )
 
 
 # --- Health and metadata --------------------------------------------------------------------------
@@ -116,10 +118,14 @@ def test_model_ready_and_metadata(server: Server) -> None:
         assert metadata["name"] == server.model
         assert metadata["versions"] == [server.version]
         assert metadata["platform"] == "onnxruntime_onnx"
-        assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-                                      {"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}]
-        assert metadata["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-                                       {"name": "digit", "datatype": "INT64", "shape": [-1]}]
+        assert metadata["inputs"] == [
+            {"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]},
+            {"name": "image_bytes", "datatype": "BYTES", "shape": [-1]},
+        ]
+        assert metadata["outputs"] == [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+            {"name": "digit", "datatype": "INT64", "shape": [-1]},
+        ]
 
 
 def test_unknown_model_and_version_are_404(server: Server) -> None:
@@ -128,8 +134,12 @@ def test_unknown_model_and_version_are_404(server: Server) -> None:
         client.get_model_metadata("no-such-model")
     assert caught.value.status() == "404"
     assert "unknown model 'no-such-model'" in caught.value.message()
-    for path in ("/v2/models/no-such-model", "/v2/models/no-such-model/ready",
-                 f"/v2/models/{server.model}/versions/9.9.9", f"/v2/models/{server.model}/versions/9.9.9/ready"):
+    for path in (
+        "/v2/models/no-such-model",
+        "/v2/models/no-such-model/ready",
+        f"/v2/models/{server.model}/versions/9.9.9",
+        f"/v2/models/{server.model}/versions/9.9.9/ready",
+    ):
         response = server.http.get(path)
         assert response.status_code == 404, path
         assert set(response.json()) == {"error"}
@@ -158,8 +168,10 @@ def test_binary_inference_equals_predict_batch(server: Server, mnist_sample: tup
 def test_json_inference_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = mnist_sample
     images, labels = images[:50], labels[:50]
-    outputs = [tritonclient.InferRequestedOutput("probabilities", binary_data=False),
-               tritonclient.InferRequestedOutput("digit", binary_data=False)]
+    outputs = [
+        tritonclient.InferRequestedOutput("probabilities", binary_data=False),
+        tritonclient.InferRequestedOutput("digit", binary_data=False),
+    ]
     result = server.triton().infer(server.model, [image_input(images, binary=False)], outputs=outputs)
     response = result.get_response()
     assert [o["name"] for o in response["outputs"]] == ["probabilities", "digit"]
@@ -194,20 +206,35 @@ def test_request_id_is_echoed(server: Server, mnist_sample: tuple[np.ndarray, np
 def test_outputs_selection(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = mnist_sample
     client = server.triton()
-    only_digit = client.infer(server.model, [image_input(images[:10])],
-                              outputs=[tritonclient.InferRequestedOutput("digit")])
+    only_digit = client.infer(
+        server.model, [image_input(images[:10])], outputs=[tritonclient.InferRequestedOutput("digit")]
+    )
     assert [o["name"] for o in only_digit.get_response()["outputs"]] == ["digit"]
     assert only_digit.as_numpy("probabilities") is None
-    mixed = client.infer(server.model, [image_input(images[:10])],
-                         outputs=[tritonclient.InferRequestedOutput("probabilities", binary_data=False),
-                                  tritonclient.InferRequestedOutput("digit", binary_data=True)])
+    mixed = client.infer(
+        server.model,
+        [image_input(images[:10])],
+        outputs=[
+            tritonclient.InferRequestedOutput("probabilities", binary_data=False),
+            tritonclient.InferRequestedOutput("digit", binary_data=True),
+        ],
+    )
     by_name = {o["name"]: o for o in mixed.get_response()["outputs"]}
     assert "data" in by_name["probabilities"] and by_name["digit"]["parameters"] == {"binary_data_size": 80}
     np.testing.assert_array_equal(mixed.as_numpy("digit"), mixed.as_numpy("probabilities").argmax(axis=1))
     assert (mixed.as_numpy("digit") == labels[:10]).mean() >= 0.9
     # Without binary outputs the response is plain JSON; with them it is the JSON, then the bytes.
-    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28, 1],
-                        "data": model_input(images[:1]).ravel().tolist()}], "outputs": [{"name": "probabilities"}]}
+    body = {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "FP32",
+                "shape": [1, 28, 28, 1],
+                "data": model_input(images[:1]).ravel().tolist(),
+            }
+        ],
+        "outputs": [{"name": "probabilities"}],
+    }
     response = server.http.post(server.infer_url(), json=body)
     assert response.headers["content-type"] == "application/json"
     assert "inference-header-content-length" not in response.headers
@@ -264,8 +291,9 @@ def test_gzip_compressed_request(server: Server, mnist_sample: tuple[np.ndarray,
     assert (result.as_numpy("digit") == labels[:20]).mean() >= 0.9
 
 
-def test_v2_requests_are_counted_like_batch_requests(server: Server,
-                                                     mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
+def test_v2_requests_are_counted_like_batch_requests(
+    server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
     images, _ = mnist_sample
 
     def classified() -> float:
@@ -314,21 +342,39 @@ JSON_ERRORS = [
     ("not-an-object", b"[1, 2]", "the JSON body must be an object"),
     ("no-inputs", {"outputs": []}, prefix(v2.ONE_INPUT)),
     ("two-inputs", {"inputs": [image_tensor(blank()), image_tensor(blank())]}, "got 2 inputs"),
-    ("unknown-input", {"inputs": [{"name": "input0", "datatype": "FP32", "shape": [1], "data": [0]}]},
-     v2.UNKNOWN_INPUT.format(name="input0")),
-    ("wrong-datatype", {"inputs": [image_tensor(blank(), datatype="UINT8")]},
-     v2.WRONG_DATATYPE.format(name="image", expected="FP32", got="UINT8")),
-    ("bytes-wrong-datatype", {"inputs": [{"name": "image_bytes", "datatype": "FP32", "shape": [1], "data": [0]}]},
-     v2.WRONG_DATATYPE.format(name="image_bytes", expected="BYTES", got="FP32")),
+    (
+        "unknown-input",
+        {"inputs": [{"name": "input0", "datatype": "FP32", "shape": [1], "data": [0]}]},
+        v2.UNKNOWN_INPUT.format(name="input0"),
+    ),
+    (
+        "wrong-datatype",
+        {"inputs": [image_tensor(blank(), datatype="UINT8")]},
+        v2.WRONG_DATATYPE.format(name="image", expected="FP32", got="UINT8"),
+    ),
+    (
+        "bytes-wrong-datatype",
+        {"inputs": [{"name": "image_bytes", "datatype": "FP32", "shape": [1], "data": [0]}]},
+        v2.WRONG_DATATYPE.format(name="image_bytes", expected="BYTES", got="FP32"),
+    ),
     ("wrong-shape", {"inputs": [image_tensor(blank(), shape=[1, 28, 28])]}, "must have shape [N, 28, 28, 1]"),
     ("shape-not-numbers", {"inputs": [image_tensor(blank(), shape=["1", 28, 28, 1])]}, "must have shape"),
     ("empty-batch", {"inputs": [image_tensor([], shape=[0, 28, 28, 1])]}, errors.EMPTY_BATCH),
-    ("bytes-wrong-shape", {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 1], "data": ["x"]}]},
-     "input 'image_bytes' must have shape [N]"),
-    ("data-too-short", {"inputs": [image_tensor(blank()[:-1])]},
-     v2.DATA_LENGTH.format(name="image", got=783, shape=[1, 28, 28, 1], expected=784)),
-    ("data-too-long", {"inputs": [image_tensor(blank(2))]},
-     v2.DATA_LENGTH.format(name="image", got=1568, shape=[1, 28, 28, 1], expected=784)),
+    (
+        "bytes-wrong-shape",
+        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 1], "data": ["x"]}]},
+        "input 'image_bytes' must have shape [N]",
+    ),
+    (
+        "data-too-short",
+        {"inputs": [image_tensor(blank()[:-1])]},
+        v2.DATA_LENGTH.format(name="image", got=783, shape=[1, 28, 28, 1], expected=784),
+    ),
+    (
+        "data-too-long",
+        {"inputs": [image_tensor(blank(2))]},
+        v2.DATA_LENGTH.format(name="image", got=1568, shape=[1, 28, 28, 1], expected=784),
+    ),
     ("bad-nesting", {"inputs": [image_tensor([[[0.0] * 28] * 28])]}, prefix(v2.DATA_NESTING)),
     ("ragged-nesting", {"inputs": [image_tensor([[[[0.0]] * 28] * 27 + [[[0.0]] * 29]])]}, prefix(v2.DATA_NESTING)),
     ("strings", {"inputs": [image_tensor(["0.5"] * 784)]}, v2.NOT_NUMERIC),
@@ -338,43 +384,77 @@ JSON_ERRORS = [
     ("negative", {"inputs": [image_tensor([-0.5] + blank()[1:])]}, "values must be from 0 to 1"),
     ("overflow", {"inputs": [image_tensor([1e300] + blank()[1:])]}, v2.NOT_FINITE),
     ("no-data", {"inputs": [image_tensor()]}, v2.NO_DATA.format(name="image")),
-    ("bytes-not-base64", {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]},
-     errors.INVALID_BASE64.format(field="image_bytes[0]")),
-    ("bytes-not-string", {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [7]}]},
-     errors.NOT_A_STRING.format(field="image_bytes[0]")),
-    ("bytes-count", {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]},
-     "input 'image_bytes' has 1 values in 'data'; its shape [2] needs 2"),
-    ("unknown-output", {"inputs": [image_tensor(blank())], "outputs": [{"name": "logits"}]},
-     v2.UNKNOWN_OUTPUT.format(name="logits")),
-    ("duplicate-output", {"inputs": [image_tensor(blank())], "outputs": [{"name": "digit"}, {"name": "digit"}]},
-     v2.DUPLICATE_OUTPUT.format(name="digit")),
-    ("classification", {"inputs": [image_tensor(blank())],
-                        "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}]},
-     "parameter 'classification' is not supported"),
+    (
+        "bytes-not-base64",
+        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]},
+        errors.INVALID_BASE64.format(field="image_bytes[0]"),
+    ),
+    (
+        "bytes-not-string",
+        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [7]}]},
+        errors.NOT_A_STRING.format(field="image_bytes[0]"),
+    ),
+    (
+        "bytes-count",
+        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]},
+        "input 'image_bytes' has 1 values in 'data'; its shape [2] needs 2",
+    ),
+    (
+        "unknown-output",
+        {"inputs": [image_tensor(blank())], "outputs": [{"name": "logits"}]},
+        v2.UNKNOWN_OUTPUT.format(name="logits"),
+    ),
+    (
+        "duplicate-output",
+        {"inputs": [image_tensor(blank())], "outputs": [{"name": "digit"}, {"name": "digit"}]},
+        v2.DUPLICATE_OUTPUT.format(name="digit"),
+    ),
+    (
+        "classification",
+        {
+            "inputs": [image_tensor(blank())],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}],
+        },
+        "parameter 'classification' is not supported",
+    ),
     ("id-not-string", {"id": 42, "inputs": [image_tensor(blank())]}, "'id' must be a string"),
-    ("binary-flag-not-bool", {"inputs": [image_tensor(blank())], "parameters": {"binary_data_output": "yes"}},
-     "parameters.binary_data_output must be true or false"),
-    ("parameter-not-scalar", {"inputs": [image_tensor(blank())], "parameters": {"x": {"y": 1}}},
-     "parameters.x must be a string, number or boolean"),
+    (
+        "binary-flag-not-bool",
+        {"inputs": [image_tensor(blank())], "parameters": {"binary_data_output": "yes"}},
+        "parameters.binary_data_output must be true or false",
+    ),
+    (
+        "parameter-not-scalar",
+        {"inputs": [image_tensor(blank())], "parameters": {"x": {"y": 1}}},
+        "parameters.x must be a string, number or boolean",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "message"), [(b, m) for _, b, m in JSON_ERRORS], ids=[i for i, _, _ in JSON_ERRORS])
 def test_json_errors_are_400(server: Server, body: object, message: str) -> None:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    check_error(server.http.post(server.infer_url(), content=content, headers={"content-type": "application/json"}),
-                400, message)
+    check_error(
+        server.http.post(server.infer_url(), content=content, headers={"content-type": "application/json"}),
+        400,
+        message,
+    )
 
 
 def test_image_bytes_that_are_no_image_or_no_digit_are_400(server: Server) -> None:
     blank_png = encode(Image.new("L", (64, 64), 255))
-    cases = [(b"not an image at all", "image_bytes[0]: the image could not be decoded"),
-             (b"", "image_bytes[0]: " + errors.EMPTY_IMAGE),
-             (b"%PDF-1.4 ...", "image_bytes[0]: unsupported image type 'application/pdf'"),
-             (blank_png, "image_bytes[0]: " + errors.NO_DIGIT)]
+    cases = [
+        (b"not an image at all", "image_bytes[0]: the image could not be decoded"),
+        (b"", "image_bytes[0]: " + errors.EMPTY_IMAGE),
+        (b"%PDF-1.4 ...", "image_bytes[0]: unsupported image type 'application/pdf'"),
+        (blank_png, "image_bytes[0]: " + errors.NO_DIGIT),
+    ]
     for data, message in cases:
-        body = {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
-                            "data": [base64.b64encode(data).decode()]}]}
+        body = {
+            "inputs": [
+                {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(data).decode()]}
+            ]
+        }
         check_error(server.http.post(server.infer_url(), json=body), 400, message)
     # The same through tritonclient, as binary data.
     with pytest.raises(InferenceServerException) as caught:
@@ -393,29 +473,76 @@ def test_binary_errors_are_400(server: Server) -> None:
     sized = {"inputs": [image_tensor(parameters={"binary_data_size": 3136})]}
     cases: list[tuple[bytes, dict[str, str], str]] = [
         (*binary_request(sized, zeros.tobytes()[:-4]), v2.BINARY_MISMATCH.format(got=3132, expected=3136)),
-        (*binary_request({"inputs": [image_tensor(parameters={"binary_data_size": 3132})]}, zeros.tobytes()[:-4]),
-         v2.BINARY_SIZE.format(name="image", got=3132, shape=[1, 28, 28, 1], datatype="FP32", expected=3136)),
-        (*binary_request(sized, zeros.tobytes(), length=10 ** 9), "invalid Inference-Header-Content-Length"),
+        (
+            *binary_request({"inputs": [image_tensor(parameters={"binary_data_size": 3132})]}, zeros.tobytes()[:-4]),
+            v2.BINARY_SIZE.format(name="image", got=3132, shape=[1, 28, 28, 1], datatype="FP32", expected=3136),
+        ),
+        (*binary_request(sized, zeros.tobytes(), length=10**9), "invalid Inference-Header-Content-Length"),
         (*binary_request(sized, zeros.tobytes(), length=5), "the body is not valid JSON"),
-        (binary_request(sized, b"")[0] + zeros.tobytes(), {"inference-header-content-length": "abc"},
-         "invalid Inference-Header-Content-Length 'abc'"),
+        (
+            binary_request(sized, b"")[0] + zeros.tobytes(),
+            {"inference-header-content-length": "abc"},
+            "invalid Inference-Header-Content-Length 'abc'",
+        ),
         (orjson.dumps(sized), {}, v2.NO_HEADER_LENGTH.format(name="image")),
-        (*binary_request({"inputs": [image_tensor(blank())]}, b"\x00" * 8),
-         v2.BINARY_MISMATCH.format(got=8, expected=0)),
-        (*binary_request({"inputs": [image_tensor(blank(), parameters={"binary_data_size": 3136})]}, zeros.tobytes()),
-         v2.DATA_AND_BINARY.format(name="image")),
-        (*binary_request({"inputs": [image_tensor(parameters={"binary_data_size": 3136})]},
-                         np.full_like(zeros, np.nan).tobytes()), v2.NOT_FINITE),
-        (*binary_request({"inputs": [image_tensor(parameters={"binary_data_size": 3136})]},
-                         np.full_like(zeros, 255).tobytes()), "got values from 255 to 255"),
-        (*binary_request({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [2],
-                                      "parameters": {"binary_data_size": 9}}]}, b"\x05\x00\x00\x00hello"),
-         v2.BYTES_ELEMENT.format(index=1, count=2)),
-        (*binary_request({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
-                                      "parameters": {"binary_data_size": 8}}]}, b"\x09\x00\x00\x00abcd"),
-         v2.BYTES_ELEMENT.format(index=0, count=1)),
-        (*binary_request({"inputs": [image_tensor(parameters={"binary_data_size": -1})]}, b""),
-         "binary_data_size must be a whole number of bytes"),
+        (
+            *binary_request({"inputs": [image_tensor(blank())]}, b"\x00" * 8),
+            v2.BINARY_MISMATCH.format(got=8, expected=0),
+        ),
+        (
+            *binary_request(
+                {"inputs": [image_tensor(blank(), parameters={"binary_data_size": 3136})]}, zeros.tobytes()
+            ),
+            v2.DATA_AND_BINARY.format(name="image"),
+        ),
+        (
+            *binary_request(
+                {"inputs": [image_tensor(parameters={"binary_data_size": 3136})]}, np.full_like(zeros, np.nan).tobytes()
+            ),
+            v2.NOT_FINITE,
+        ),
+        (
+            *binary_request(
+                {"inputs": [image_tensor(parameters={"binary_data_size": 3136})]}, np.full_like(zeros, 255).tobytes()
+            ),
+            "got values from 255 to 255",
+        ),
+        (
+            *binary_request(
+                {
+                    "inputs": [
+                        {
+                            "name": "image_bytes",
+                            "datatype": "BYTES",
+                            "shape": [2],
+                            "parameters": {"binary_data_size": 9},
+                        }
+                    ]
+                },
+                b"\x05\x00\x00\x00hello",
+            ),
+            v2.BYTES_ELEMENT.format(index=1, count=2),
+        ),
+        (
+            *binary_request(
+                {
+                    "inputs": [
+                        {
+                            "name": "image_bytes",
+                            "datatype": "BYTES",
+                            "shape": [1],
+                            "parameters": {"binary_data_size": 8},
+                        }
+                    ]
+                },
+                b"\x09\x00\x00\x00abcd",
+            ),
+            v2.BYTES_ELEMENT.format(index=0, count=1),
+        ),
+        (
+            *binary_request({"inputs": [image_tensor(parameters={"binary_data_size": -1})]}, b""),
+            "binary_data_size must be a whole number of bytes",
+        ),
     ]
     for content, headers, message in cases:
         check_error(server.http.post(server.infer_url(), content=content, headers=headers), 400, message)
@@ -433,17 +560,25 @@ def test_tritonclient_sees_the_error_message(server: Server) -> None:
 def test_limits_are_413(server: Server) -> None:
     limit = server.http.get("/model").json()["runtime"]["max_batch_images"]
     too_many = {"inputs": [image_tensor(blank(), shape=[limit + 1, 28, 28, 1])]}
-    check_error(server.http.post(server.infer_url(), json=too_many), 413,
-                errors.TOO_MANY_IMAGES.format(count=limit + 1, limit=limit))
+    check_error(
+        server.http.post(server.infer_url(), json=too_many),
+        413,
+        errors.TOO_MANY_IMAGES.format(count=limit + 1, limit=limit),
+    )
     max_body = server.http.get("/model").json()["runtime"]["max_body_bytes"]
-    check_error(server.http.post(server.infer_url(), content=b" " * (max_body + 1)), 413,
-                prefix(errors.BODY_TOO_LARGE))
+    check_error(server.http.post(server.infer_url(), content=b" " * (max_body + 1)), 413, prefix(errors.BODY_TOO_LARGE))
     # A compressed body is held to the same limit once inflated.
     bomb = gzip.compress(b" " * (max_body + 1))
-    check_error(server.http.post(server.infer_url(), content=bomb, headers={"content-encoding": "gzip"}), 413,
-                prefix(errors.BODY_TOO_LARGE))
-    check_error(server.http.post(server.infer_url(), content=b"\x1f\x8bnot gzip", headers={"content-encoding": "gzip"}),
-                400, "the body is not valid gzip data")
+    check_error(
+        server.http.post(server.infer_url(), content=bomb, headers={"content-encoding": "gzip"}),
+        413,
+        prefix(errors.BODY_TOO_LARGE),
+    )
+    check_error(
+        server.http.post(server.infer_url(), content=b"\x1f\x8bnot gzip", headers={"content-encoding": "gzip"}),
+        400,
+        "the body is not valid gzip data",
+    )
 
 
 def test_openapi_documents_v2_with_error_schemas(server: Server) -> None:
@@ -455,10 +590,16 @@ def test_openapi_documents_v2_with_error_schemas(server: Server) -> None:
     for status in ("400", "404", "413"):
         ref = infer["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]["required"] == ["error"]
-    for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model_name}",
-                 "/v2/models/{model_name}/versions/{model_version}", "/v2/models/{model_name}/ready",
-                 "/v2/models/{model_name}/versions/{model_version}/ready",
-                 "/v2/models/{model_name}/versions/{model_version}/infer"):
+    for path in (
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{model_name}",
+        "/v2/models/{model_name}/versions/{model_version}",
+        "/v2/models/{model_name}/ready",
+        "/v2/models/{model_name}/versions/{model_version}/ready",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    ):
         assert path in spec["paths"], path
 
 

@@ -33,8 +33,9 @@ def test_one_epoch_exports_a_verified_model(tmp_path: Path, tiny_mnist: Mnist, a
     from training.export import INPUT_NAME, OUTPUT_NAME
     from training.train import train
 
-    config = TrainConfig(model=architecture, epochs=1, batch_size=32, output_dir=str(tmp_path),
-                         parity_images=25, extra={"quiet": True})
+    config = TrainConfig(
+        model=architecture, epochs=1, batch_size=32, output_dir=str(tmp_path), parity_images=25, extra={"quiet": True}
+    )
     metadata = train(config, data=tiny_mnist)
 
     onnx_path = tmp_path / f"mnist-{architecture}.onnx"
