@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -339,7 +339,7 @@ def dependency_closure(requirements: list[str]) -> set[str]:
             continue  # not installed here: it cannot be what provides an import here either
         for text in requires:
             requirement = Requirement(text)
-            wanted = [{**default_environment(), "extra": extra} for extra in (extras or {""})]
+            wanted: list[dict[str, Any]] = [{**default_environment(), "extra": extra} for extra in (extras or {""})]
             if requirement.marker is None or any(requirement.marker.evaluate(env) for env in wanted):
                 todo.append(requirement_name(text))
     return {key.split("[")[0] for key in seen}
@@ -472,7 +472,8 @@ def test_build_context_is_small() -> None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load(COMPOSE.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
 
 
 def interpolate_default(value: object) -> str:
@@ -556,7 +557,8 @@ def test_train_service(compose: dict, stages: list[Stage]) -> None:  # type: ign
 
 
 def load_manifest(name: str) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((K8S / name).read_text())
+    loaded: dict[str, Any] = yaml.safe_load((K8S / name).read_text())
+    return loaded
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)

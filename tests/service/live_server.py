@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import HOST, free_port
+from benchmarks.common import HOST as HOST
+from benchmarks.common import free_port as free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

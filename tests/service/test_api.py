@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -274,7 +275,7 @@ def test_body_over_the_limit_is_refused_before_it_is_read(client, app_settings) 
     declared = {"content-type": "image/png", "content-length": str(limit + 1)}
     assert_error(client.post("/predict", content=b"\0" * 10, headers=declared), 413, "over the limit")
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(limit // 65536 + 2):
             yield b"\0" * 65536
 

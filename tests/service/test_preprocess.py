@@ -486,7 +486,8 @@ def test_a_committed_mnist_png_takes_the_shortcut() -> None:
     if not names:
         pytest.skip("no MNIST-form sample committed")
     image = Image.open(SAMPLES / names[0]).convert("L")
-    assert np.array_equal(preprocess._mnist_like(image), np.asarray(image, dtype=np.float32) / 255)
+    shortcut = preprocess._mnist_like(image)
+    assert shortcut is not None and np.array_equal(shortcut, np.asarray(image, dtype=np.float32) / 255)
 
 
 def test_shortcut_still_recentres() -> None:

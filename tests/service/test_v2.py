@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -463,7 +463,9 @@ def test_image_bytes_that_are_no_image_or_no_digit_are_400(server: Server) -> No
     assert errors.NO_DIGIT in caught.value.message()
 
 
-def binary_request(header: dict[str, object], data: bytes, length: int | None = None) -> tuple[bytes, dict[str, str]]:
+def binary_request(
+    header: Mapping[str, object], data: bytes, length: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     json_part = orjson.dumps(header)
     return json_part + data, {"inference-header-content-length": str(len(json_part) if length is None else length)}
 
