@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Final
 
 EXAMPLE = '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["<base64 PNG>"]}]}'
-UNKNOWN_MODEL = "unknown model {name!r}: this server serves the model {served!r}"
+UNKNOWN_MODEL = "unknown model {name!r}: this server serves {served}"
+INDEX_BODY = 'a repository index request must be empty or a JSON object such as {"ready": true}'
 UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r}"
 FIELD_TYPE = "{field} must be {expected}"
 ONE_INPUT = (

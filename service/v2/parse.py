@@ -31,6 +31,7 @@ from service.v2.messages import (
     EXAMPLE,
     FIELD_TYPE,
     HEADER_LENGTH_INVALID,
+    INDEX_BODY,
     NO_DATA,
     NO_HEADER_LENGTH,
     NOT_FINITE,
@@ -44,7 +45,7 @@ from service.v2.messages import (
     WRONG_DATATYPE,
     WRONG_SHAPE,
 )
-from service.v2.spec import DIGIT, IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, PROBABILITIES
+from service.v2.spec import IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
 
 
 def bad(message: str) -> errors.BadRequest:
@@ -63,6 +64,19 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, object
         raise bad(HEADER_LENGTH_INVALID.format(value=header_length[:40], length=len(body)))
     view = memoryview(body)
     return parsing.loads_json(bytes(view[:length]), EXAMPLE), view[length:]
+
+
+def index_request(body: bytes) -> bool:
+    """A repository index request: empty, or ``{"ready": true/false}``; whether to list only ready models."""
+    if not body.strip():
+        return False
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad(INDEX_BODY) from None
+    if not isinstance(request, dict) or not isinstance(request.get("ready", False), bool):
+        raise bad(INDEX_BODY)
+    return bool(request.get("ready", False))
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -114,7 +128,7 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
     all_binary = _flag(parameters, "binary_data_output", "parameters") or False
     requested = body.get("outputs")
     if requested is None or requested == []:
-        return [(PROBABILITIES, all_binary), (DIGIT, all_binary)]
+        return [(name, all_binary) for name in OUTPUTS]
     if not isinstance(requested, list):
         raise bad(FIELD_TYPE.format(field="'outputs'", expected='a list of {"name": ...} objects'))
     outputs: list[tuple[str, bool]] = []
@@ -149,8 +163,8 @@ def _shape(value: object, name: str, tail: list[int], limit: int) -> int:
     return count
 
 
-def inference_work(body: dict[str, object], binary: memoryview | None, settings: Settings) -> Prepare:
-    """Check the request's input tensor and return the work for the batcher."""
+def inference_work(body: dict[str, object], binary: memoryview | None, settings: Settings, model: ModelSpec) -> Prepare:
+    """Check the request's input tensor against the model's and return the work for the batcher."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         if isinstance(inputs, list):
@@ -162,9 +176,9 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
     name = tensor.get("name")
     if not isinstance(name, str):
         raise bad(FIELD_TYPE.format(field="inputs[0].name", expected="a string: 'image' or 'image_bytes'"))
-    if name not in INPUTS:
+    if name not in model.accepted:
         raise bad(UNKNOWN_INPUT.format(name=name[:100]))
-    datatype = INPUTS[name][0]
+    datatype = INPUTS[name].datatype
     if tensor.get("datatype") != datatype:
         given = tensor.get("datatype")
         given = given[:40] if isinstance(given, str) else given

@@ -18,21 +18,27 @@ from service import errors, metrics, parsing
 from service.config import Settings
 from service.inference import Classifier
 from service.routes import JSON, Runtime, json_response, runtime_of
-from service.v2 import encode, parse
+from service.v2 import encode, parse, spec, stats
 from service.v2.messages import FIELD_TYPE, UNKNOWN_MODEL, UNKNOWN_VERSION
 from service.v2.schemas import (
     INFER_RESPONSES,
     NOT_FOUND,
     NOT_READY,
     InferenceResponse,
+    ModelConfig,
     ModelMetadata,
     ModelReady,
+    ModelStatisticsResponse,
+    RepositoryModel,
     ServerLive,
     ServerMetadata,
     ServerReady,
     infer_spec,
 )
-from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME
+from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME, ModelSpec
+
+#: A repository index request is at most a small JSON object.
+INDEX_BODY_BYTES = 4096
 
 # --- Errors in the protocol's form ----------------------------------------------------------------
 
@@ -65,16 +71,18 @@ class V2Route(APIRoute):
         return v2_handler
 
 
-def served_model(runtime: Runtime, name: str, version: str | None) -> Classifier:
-    """The classifier if the path names it (and its version); 404 otherwise."""
+def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Classifier, ModelSpec]:
+    """The classifier and the model the path names (at that version); 404 otherwise."""
     classifier = runtime.classifier
     if classifier is None:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
-    if name != classifier.name:
-        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=classifier.name))
+    models = spec.served_models(classifier.name)
+    model = models.get(name)
+    if model is None:
+        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
     if version is not None and version != classifier.version:
         raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=classifier.version))
-    return classifier
+    return classifier, model
 
 
 async def read_request(request: Request, settings: Settings) -> tuple[dict[str, object], memoryview | None]:
@@ -87,9 +95,9 @@ async def read_request(request: Request, settings: Settings) -> tuple[dict[str, 
 
 
 def inference_response(
-    classifier: Classifier, request_id: str | None, probabilities: np.ndarray, outputs: list[tuple[str, bool]]
+    model: str, version: str, request_id: str | None, probabilities: np.ndarray, outputs: list[tuple[str, bool]]
 ) -> Response:
-    header: dict[str, object] = {"model_name": classifier.name, "model_version": classifier.version}
+    header: dict[str, object] = {"model_name": model, "model_version": version}
     if request_id is not None:
         header["id"] = request_id
     content, json_length = encode.response_body(header, encode.output_tensors(probabilities), outputs)
@@ -128,14 +136,99 @@ async def server_ready(request: Request) -> Response:
     return json_response({"ready": True})
 
 
+# Registered before "/models/{model_name}", so that "/models/stats" is never taken for a model named "stats".
+@router.get(
+    "/models/stats", response_model=ModelStatisticsResponse, responses=NOT_FOUND, summary="Statistics of every model"
+)
+async def all_statistics(request: Request) -> Response:
+    """Counts and cumulative times of each stage of inference, for every model (Triton's statistics)."""
+    return await _statistics(request, None, None)
+
+
+@router.get(
+    "/models/{model_name}/stats",
+    response_model=ModelStatisticsResponse,
+    responses=NOT_FOUND,
+    summary="Model statistics",
+)
+async def model_statistics(request: Request, model_name: str) -> Response:
+    """The model's inference statistics."""
+    return await _statistics(request, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/stats",
+    response_model=ModelStatisticsResponse,
+    responses=NOT_FOUND,
+    summary="Model version statistics",
+)
+async def model_version_statistics(request: Request, model_name: str, model_version: str) -> Response:
+    """The model's inference statistics, if it is served at that version."""
+    return await _statistics(request, model_name, model_version)
+
+
+async def _statistics(request: Request, model_name: str | None, version: str | None) -> Response:
+    runtime = runtime_of(request)
+    if model_name is None:
+        if runtime.classifier is None:
+            raise errors.Unavailable(errors.MODEL_NOT_READY)
+        classifier, names = runtime.classifier, list(spec.served_models(runtime.classifier.name))
+    else:
+        classifier, model = served_model(runtime, model_name, version)
+        names = [model.name]
+    values = await asyncio.to_thread(stats.snapshot)
+    return json_response({"model_stats": [stats.model_stats(name, classifier.version, values) for name in names]})
+
+
+@router.get(
+    "/models/{model_name}/config", response_model=ModelConfig, responses=NOT_FOUND, summary="Model configuration"
+)
+async def model_config(request: Request, model_name: str) -> Response:
+    """Triton's model configuration: platform, max_batch_size, inputs and outputs with data_type and dims."""
+    return _config(request, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/config",
+    response_model=ModelConfig,
+    responses=NOT_FOUND,
+    summary="Model version configuration",
+)
+async def model_version_config(request: Request, model_name: str, model_version: str) -> Response:
+    """The model's configuration, if it is served at that version."""
+    return _config(request, model_name, model_version)
+
+
+def _config(request: Request, model_name: str, version: str | None) -> Response:
+    runtime = runtime_of(request)
+    classifier, model = served_model(runtime, model_name, version)
+    return json_response(encode.model_config(model, classifier, runtime.settings))
+
+
+@router.post("/repository/index", response_model=list[RepositoryModel], summary="Repository index")
+async def repository_index(request: Request) -> Response:
+    """Every model this server serves, with its version and state; ``{"ready": true}`` lists only ready ones."""
+    runtime = runtime_of(request)
+    body = await parsing.read_body(request.headers.get("content-length"), request.stream(), INDEX_BODY_BYTES)
+    only_ready = parse.index_request(body)
+    classifier = runtime.classifier
+    if classifier is None:
+        return json_response([])
+    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
+    if only_ready and state != "READY":
+        return json_response([])
+    models = spec.served_models(classifier.name)
+    return json_response([{"name": n, "version": classifier.version, "state": state, "reason": reason} for n in models])
+
+
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier = served_model(runtime, model_name, version)
+    _, model = served_model(runtime, model_name, version)
     if runtime.draining:
         raise errors.Unavailable(errors.SHUTTING_DOWN)
     if not runtime.ready:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
-    return json_response({"name": classifier.name, "ready": True})
+    return json_response({"name": model.name, "ready": True})
 
 
 @router.get("/models/{model_name}/ready", response_model=ModelReady, responses=NOT_FOUND, summary="Model readiness")
@@ -155,10 +248,15 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
     return await _model_ready(request, model_name, model_version)
 
 
+def _metadata(request: Request, model_name: str, version: str | None) -> Response:
+    classifier, model = served_model(runtime_of(request), model_name, version)
+    return json_response(encode.model_metadata(model, classifier.version))
+
+
 @router.get("/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
 async def model_metadata_route(request: Request, model_name: str) -> Response:
     """The model's versions, platform, and input and output tensors (-1: any batch size)."""
-    return json_response(encode.model_metadata(served_model(runtime_of(request), model_name, None)))
+    return _metadata(request, model_name, None)
 
 
 @router.get(
@@ -169,20 +267,29 @@ async def model_metadata_route(request: Request, model_name: str) -> Response:
 )
 async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
     """The model's metadata, if it is served at that version."""
-    return json_response(encode.model_metadata(served_model(runtime_of(request), model_name, model_version)))
+    return _metadata(request, model_name, model_version)
 
 
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier = served_model(runtime, model_name, version)
-    body, binary = await read_request(request, runtime.settings)
-    request_id = body.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise parse.bad(FIELD_TYPE.format(field="'id'", expected="a string"))
-    outputs = parse.requested_outputs(body)
-    prepare = parse.inference_work(body, binary, runtime.settings)
-    _, probabilities = await runtime.classify(prepare)
-    return inference_response(classifier, request_id, probabilities, outputs)
+    classifier, model = served_model(runtime, model_name, version)
+    timer = stats.Timer(model.name)
+    try:
+        body, binary = await read_request(request, runtime.settings)
+        request_id = body.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise parse.bad(FIELD_TYPE.format(field="'id'", expected="a string"))
+        outputs = parse.requested_outputs(body)
+        prepare = parse.inference_work(body, binary, runtime.settings, model)
+        _, probabilities = await runtime.classify(timer.timed(prepare))
+        timer.mark_inferred()
+        response = inference_response(model.name, classifier.version, request_id, probabilities, outputs)
+    except BaseException:
+        # Bad inputs, timeouts and disconnects alike: Triton counts every request that failed.
+        timer.failed()
+        raise
+    timer.succeeded(len(probabilities))
+    return response
 
 
 @router.post(

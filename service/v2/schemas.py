@@ -224,3 +224,60 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **ERRORS,
 }
+
+
+# --- Triton's extensions: model configuration, statistics, repository index -----------------------
+
+
+class ConfigTensor(BaseModel):
+    name: str
+    data_type: str = Field(examples=["TYPE_FP32"])
+    dims: list[int] = Field(description="Without the batch dimension.")
+
+
+class ModelConfig(BaseModel):
+    """Triton's model configuration (a subset of its fields is shown; the answer carries more)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    platform: str = Field(examples=[PLATFORM])
+    max_batch_size: int
+    input: list[ConfigTensor]
+    output: list[ConfigTensor]
+
+
+class StatDuration(BaseModel):
+    count: int
+    ns: int = Field(description="Cumulative nanoseconds.")
+
+
+class InferStatistics(BaseModel):
+    success: StatDuration
+    fail: StatDuration
+    queue: StatDuration
+    compute_input: StatDuration
+    compute_infer: StatDuration
+    compute_output: StatDuration
+    cache_hit: StatDuration
+    cache_miss: StatDuration
+
+
+class ModelStatistics(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(description="Milliseconds since the epoch; 0 before the first inference.")
+    inference_count: int = Field(description="Images classified.")
+    execution_count: int
+    inference_stats: InferStatistics
+    batch_stats: list[dict[str, Any]]
+
+
+class ModelStatisticsResponse(BaseModel):
+    model_stats: list[ModelStatistics]
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: str = Field(examples=["READY"])
+    reason: str
