@@ -1,0 +1,66 @@
+"""Every message a v2 client can see: what was wrong and what to send instead.
+
+The v2 part of the service's message catalogue (``service/errors.py`` holds the rest, and the
+messages both APIs share). Tests assert on these templates.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXAMPLE = '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["<base64 PNG>"]}]}'
+UNKNOWN_MODEL = "unknown model {name!r}: this server serves {served}"
+INDEX_BODY = 'a repository index request must be empty or a JSON object such as {"ready": true}'
+UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r}"
+FIELD_TYPE = "{field} must be {expected}"
+ONE_INPUT = (
+    "send exactly one input tensor: 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1) or 'image_bytes' "
+    "(BYTES [N], encoded image files); got {got}"
+)
+UNKNOWN_INPUT = "unknown input {name!r}: send 'image' (FP32 [N, 28, 28, 1]) or 'image_bytes' (BYTES [N])"
+WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got!r}"
+WRONG_SHAPE = "input {name!r} must have shape {expected} with N from 1 to {limit}; got {got}"
+NO_DATA = (
+    "input {name!r} has no data: send it in 'data', or as binary data after the JSON with "
+    "parameters.binary_data_size and the Inference-Header-Content-Length header"
+)
+DATA_AND_BINARY = "input {name!r} has both 'data' and binary_data_size: send its data one way"
+DATA_LENGTH = "input {name!r} has {got} values in 'data'; its shape {shape} needs {expected}"
+DATA_NESTING = (
+    "input {name!r}: 'data' must be a flat list of {expected} values in row-major order, or nested "
+    "lists of exactly the shape {shape}"
+)
+NOT_NUMERIC = "input 'image' must contain only numbers (no strings, booleans or nulls)"
+NOT_FINITE = "input 'image' contains NaN or infinite values: send finite numbers from 0 to 1"
+OUT_OF_RANGE = (
+    "input 'image' values must be from 0 to 1 (MNIST form, white ink on black); got values from "
+    "{low:g} to {high:g}: divide 0-255 pixels by 255"
+)
+BINARY_SIZE = "input {name!r} has binary_data_size {got}; its shape {shape} of {datatype} needs {expected} bytes"
+BYTES_ELEMENT = (
+    "input 'image_bytes' binary data is malformed at element {index}: each element must be a 4-byte "
+    "little-endian length followed by that many bytes, {count} elements in all"
+)
+HEADER_LENGTH_INVALID = (
+    "invalid Inference-Header-Content-Length {value!r}: it must be the length in bytes of the JSON "
+    "at the start of the body (the body has {length} bytes)"
+)
+NO_HEADER_LENGTH = (
+    "input {name!r} has binary_data_size, but the request has no Inference-Header-Content-Length "
+    "header: send the length in bytes of the JSON part in that header"
+)
+BINARY_MISMATCH = (
+    "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add up to {expected}"
+)
+UNKNOWN_OUTPUT = "unknown output {name!r}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
+DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
+UNSUPPORTED_PARAMETER = "parameter {name!r} is not supported by this server: {hint}"
+CONTENT_ENCODING = "unsupported Content-Encoding {value!r}: send the body uncompressed, gzip or deflate"
+COMPRESSED_BODY = "the body is not valid {encoding} data: send it uncompressed or correctly compressed"
+#: Parameters that ask for features this server does not have; anything else is ignored.
+UNSUPPORTED_PARAMETERS: Final = {
+    "classification": "ask for 'probabilities' and take the top classes from them",
+    "shared_memory_region": "send the data in the request body",
+    "shared_memory_byte_size": "send the data in the request body",
+    "shared_memory_offset": "send the data in the request body",
+}
