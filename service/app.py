@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect
 from service import errors, metrics, v2
 from service.config import Settings
 from service.inference import Batcher, Classifier
-from service.routes import HOT_ROUTES, STATIC_DIR, Runtime, json_response, router, serve_hot
+from service.routes import STATIC_DIR, Runtime, json_response, prediction_router, router
 
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
@@ -126,7 +126,6 @@ class ServiceMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
-        hot = HOT_ROUTES.get(path) if scope["method"] == "POST" else None
         client = (scope.get("client") or ("unknown", 0))[0]
         counted = False
         try:
@@ -140,10 +139,7 @@ class ServiceMiddleware:
                 self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
                 counted = True
             async with asyncio.timeout(self.timeout):
-                if hot is None:
-                    await self.app(scope, receive, send_wrapper)
-                else:
-                    await serve_hot(hot, self.runtime, scope, receive, send_wrapper)
+                await self.app(scope, receive, send_wrapper)
         except errors.ServiceError as exc:
             if not response_started:
                 await middleware_error(path, exc).__call__(scope, receive, send_wrapper)
@@ -169,7 +165,7 @@ class ServiceMiddleware:
                     self.runtime.in_flight[client] = remaining
                 else:
                     del self.runtime.in_flight[client]
-            route_path = path if hot is not None else getattr(scope.get("route"), "path", None) or "unmatched"
+            route_path = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             metrics.observe_request(route_path, scope["method"], status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
@@ -402,6 +398,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    # Listed directly on the app's router, ahead of the included routers, so that the prediction
+    # routes are the first ones matched (an included router adds its own matching on every request).
+    app.router.routes.extend(prediction_router.routes)
     app.include_router(router)
     app.include_router(v2.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
