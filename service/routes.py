@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.routing import APIRoute
@@ -22,11 +21,11 @@ from service import errors, metrics, parsing, preprocess
 from service.config import Settings
 from service.inference import Batcher, Classifier, Prepare
 from service.logs import AccessLog
+from service.responses import JSON, error_responses, json_response
 from service.schemas import (
     BatchImagesRequest,
     BatchPixelsRequest,
     BatchPrediction,
-    ErrorResponse,
     Health,
     ImageRequest,
     ModelInfo,
@@ -34,8 +33,9 @@ from service.schemas import (
     SinglePrediction,
 )
 
+__all__ = ["JSON", "ImagesWork", "Runtime", "json_response", "runtime_of"]  # what service/v2.py imports
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-JSON = "application/json"
 
 
 @dataclass
@@ -54,6 +54,13 @@ class Runtime:
     def __post_init__(self) -> None:
         self.access_log = AccessLog(self.settings.log_json)
 
+    def check_ready(self) -> None:
+        """The one readiness check of the probes: 503 while the model loads and once shutdown has begun."""
+        if self.draining:
+            raise errors.Unavailable(errors.SHUTTING_DOWN)
+        if self.batcher is None or not self.ready:
+            raise errors.Unavailable(errors.MODEL_NOT_READY)
+
     async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
         """Prepare and classify one request's images; the model runs in the batcher thread.
 
@@ -61,6 +68,7 @@ class Runtime:
         costs no extra thread hop. Heavy work (many or large images) is prepared in a small pool
         first, so that it never holds up the light requests queued behind it on this worker.
         """
+        # Not check_ready: while draining, requests are still answered (only the probes say 503).
         if self.batcher is None or not self.ready:
             raise errors.Unavailable(errors.MODEL_NOT_READY)
         batcher = self.batcher
@@ -70,10 +78,6 @@ class Runtime:
             images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
             return await batcher.submit(lambda: images)
         return await batcher.submit(prepare)
-
-
-def json_response(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
 
 
 def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> list[dict[str, Any]]:
@@ -215,18 +219,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
 
 # --- OpenAPI descriptions of the request bodies -------------------------------------------------
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": description}
-    for code, description in {
-        400: "Malformed request (for example an invalid Content-Length).",
-        401: "An API key is configured and the request did not carry a valid one.",
-        413: "Body, image or batch over its limit.",
-        415: "Unsupported Content-Type or image type.",
-        422: "Undecodable image, no digit found, or invalid JSON/pixels.",
-        429: "Too many requests in flight from this client.",
-        503: "Model not ready, shutting down, timed out, or inference failed; retry.",
-    }.items()
-}
+ERROR_RESPONSES = error_responses(400, 413, 415, 422, 503)
 
 
 def _body_spec(field: str, multiple: bool, json_schemas: list[type[Any]]) -> dict[str, Any]:
@@ -378,17 +371,13 @@ async def live() -> Response:
 @router.get(
     "/health/ready",
     response_model=Health,
-    responses={503: {"model": ErrorResponse, "description": "Not ready, or shutting down."}},
+    responses=error_responses(503),
     tags=["operations"],
     summary="Readiness",
 )
 async def ready(request: Request) -> Response:
     """200 once the model is loaded and warmed up; 503 before that and while shutting down."""
-    runtime = runtime_of(request)
-    if runtime.draining:
-        return json_response({"detail": errors.SHUTTING_DOWN}, 503)
-    if not runtime.ready:
-        return json_response({"detail": errors.MODEL_NOT_READY}, 503)
+    runtime_of(request).check_ready()
     return json_response({"status": "ready"})
 
 
@@ -421,7 +410,7 @@ def model_info(runtime: Runtime) -> dict[str, Any]:
 @router.get(
     "/model",
     response_model=ModelInfo,
-    responses={503: {"model": ErrorResponse, "description": "Model not loaded yet."}},
+    responses=error_responses(503),
     tags=["operations"],
     summary="Model metadata",
 )

@@ -282,6 +282,45 @@ def test_slow_work_times_out_and_the_service_carries_on(monkeypatch: pytest.Monk
         assert v2.status_code in (400, 404)
 
 
+def rejected_count(client: Any, status: int) -> float:
+    """``digits_inputs_rejected_total`` for one status, read from GET /metrics."""
+    prefix = f'digits_inputs_rejected_total{{status="{status}"}} '
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_a_timeout_is_answered_alike_on_both_apis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 504 carries Retry-After and is not counted as a refused input, on /predict as on /v2."""
+    from fastapi.testclient import TestClient
+
+    from service import preprocess
+    from service.app import create_app
+
+    real = preprocess.image_to_input
+
+    def slow(data: bytes, max_pixels: int) -> Any:
+        if data.endswith(b"SLOW"):
+            time.sleep(0.8)
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(preprocess, "image_to_input", slow)
+    slow_png = png() + b"SLOW"
+    with TestClient(create_app(Settings(workers=1, request_timeout_s=0.3))) as test_client:
+        name = test_client.get("/model").json()["name"]
+        before = rejected_count(test_client, 504)
+        single = test_client.post("/predict", content=slow_png, headers=PNG)
+        data = [base64.b64encode(slow_png).decode()]
+        tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": data}
+        v2 = test_client.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
+        message = errors.REQUEST_TIMEOUT.format(seconds=0.3)
+        for response, key in ((single, "detail"), (v2, "error")):
+            assert response.status_code == 504, response.text
+            assert response.json() == {key: message}
+            assert response.headers["retry-after"] == "1"
+        assert rejected_count(test_client, 504) == before
+        time.sleep(1)  # the abandoned work finishes in the background
+
+
 # --- No internals in responses --------------------------------------------------------------------
 
 
