@@ -40,29 +40,6 @@ JSON = "application/json"
 RETRY_AFTER_S = 1
 
 
-#: What each error status means, for the OpenAPI document: the one table every route's
-#: ``responses`` and the middleware's are built from.
-ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Malformed request (for example an invalid Content-Length).",
-    401: "An API key is configured (DIGITS_API_KEYS) and the request did not carry a valid one.",
-    404: "Unknown model or version.",
-    413: "Body, image or batch over its limit.",
-    415: "Unsupported Content-Type or image type.",
-    422: "Undecodable image, no digit found, or invalid JSON/pixels.",
-    429: "Too many requests in flight from this client (DIGITS_MAX_CONCURRENT_PER_CLIENT); retry after "
-    "the Retry-After seconds.",
-    503: "Model not loaded yet, shutting down, or inference failed; retry after the Retry-After seconds.",
-    504: "The request took longer than the limit (DIGITS_REQUEST_TIMEOUT_S); retry after the Retry-After seconds.",
-}
-#: What ServiceMiddleware itself can answer, on any route it guards (added to every operation).
-MIDDLEWARE_CODES = (401, 429, 504)
-
-
-def error_responses(*codes: int, model: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
-    """A route's ``responses`` for these error statuses, described from :data:`ERROR_DESCRIPTIONS`."""
-    return {code: {"model": model, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
-
-
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON response, serialised with orjson (numpy values included)."""
     return Response(orjson.dumps(content), status_code=status_code, media_type=JSON)
@@ -126,7 +103,7 @@ def service_error_response(path: str, exc: errors.ServiceError) -> Response:
 
 def validation_message(exc: RequestValidationError) -> str:
     problems = []
-    for error in exc.errors()[:5]:
+    for error in exc.errors()[: errors.MAX_PROBLEMS_LISTED]:
         where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body"))
         problems.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
     return errors.INVALID_REQUEST.format(problems="; ".join(problems))

@@ -1,262 +1,28 @@
-"""HTTP endpoints: prediction, health, model info, metrics, and the drawing page."""
+"""The prediction routes, ``POST /predict`` and ``POST /predict/batch``: the code that answers them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.routing import request_response
 
-from service import errors, metrics, parsing, preprocess
-from service.config import Settings
-from service.inference import Batcher, Classifier, Prepare
-from service.logs import AccessLog
-from service.responses import JSON, error_responses, json_response
-from service.schemas import (
-    BatchImagesRequest,
-    BatchPixelsRequest,
-    BatchPrediction,
-    Health,
-    ImageRequest,
-    ModelInfo,
-    PixelsRequest,
-    SinglePrediction,
-)
+from service import errors
+from service.openapi import batch_spec, error_responses, single_spec
+from service.responses import JSON, json_response
+from service.runtime import Runtime, runtime_of
+from service.schemas import BatchPrediction, SinglePrediction
+from service.work import ImagesWork, batch_work, prediction, single_work
 
 __all__ = ["JSON", "ImagesWork", "Runtime", "json_response", "runtime_of"]  # what service/v2.py imports
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-
-
-@dataclass
-class Runtime:
-    """What the endpoints share: settings, the model and its batcher, and the service state."""
-
-    settings: Settings
-    classifier: Classifier | None = None
-    batcher: Batcher | None = None
-    pool: ThreadPoolExecutor | None = None
-    ready: bool = False
-    draining: bool = False
-    in_flight: dict[str, int] = field(default_factory=dict)
-    access_log: AccessLog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.access_log = AccessLog(self.settings.log_json)
-
-    def check_ready(self) -> None:
-        """The one readiness check of the probes: 503 while the model loads and once shutdown has begun."""
-        if self.draining:
-            raise errors.Unavailable(errors.SHUTTING_DOWN)
-        if self.batcher is None or not self.ready:
-            raise errors.Unavailable(errors.MODEL_NOT_READY)
-
-    async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
-        """Prepare and classify one request's images; the model runs in the batcher thread.
-
-        Light work (the usual single small image) is prepared in the batcher thread too, so it
-        costs no extra thread hop. Heavy work (many or large images) is prepared in a small pool
-        first, so that it never holds up the light requests queued behind it on this worker.
-        """
-        # Not check_ready: while draining, requests are still answered (only the probes say 503).
-        if self.batcher is None or not self.ready:
-            raise errors.Unavailable(errors.MODEL_NOT_READY)
-        batcher = self.batcher
-        # No timeout of its own: the middleware's request timeout cancels this task, and with it
-        # the job's future, so the batcher skips the job if it has not started on it.
-        if self.pool is not None and isinstance(prepare, ImagesWork) and prepare.heavy:
-            images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
-            return await batcher.submit(lambda: images)
-        return await batcher.submit(prepare)
-
-
-def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Probabilities (N, 10) → one dict per image, rounded to what a client can use."""
-    rounded = np.round(probabilities.astype(np.float64), 6).tolist()
-    out = [
-        {"digit": d, "confidence": row[d], "probabilities": row}
-        for d, row in zip(probabilities.argmax(axis=1).tolist(), rounded, strict=True)
-    ]
-    if inputs is not None:
-        for item, image in zip(out, np.round(inputs.astype(np.float64), 3).tolist(), strict=True):
-            item["input"] = image
-    return out
-
-
-# --- Turning each input form into work for the batcher ------------------------------------------
-
-
-#: Requests with more images or more encoded bytes than this are prepared off the batcher thread.
-HEAVY_IMAGES = 8
-HEAVY_BYTES = 256 * 1024
-
-
-@dataclass
-class ImagesWork:
-    """Preprocess encoded images into one batch; an error names the image (``label`` with its index)."""
-
-    datas: list[bytes]
-    max_pixels: int
-    label: str | None = "image {}"
-
-    @property
-    def heavy(self) -> bool:
-        return len(self.datas) > HEAVY_IMAGES or sum(map(len, self.datas)) > HEAVY_BYTES
-
-    def __call__(self) -> np.ndarray:
-        out = np.empty((len(self.datas), 28, 28), np.float32)
-        for i, data in enumerate(self.datas):
-            try:
-                out[i] = preprocess.image_to_input(data, self.max_pixels)
-            except errors.ServiceError as exc:
-                if self.label is not None:
-                    exc.detail = f"{self.label.format(i)}: {exc.detail}"
-                raise
-        return out
-
-
-def _pixels(value: object, batch: bool) -> Prepare:
-    def prepare() -> np.ndarray:
-        images = preprocess.pixels_to_input(value, batch=batch)
-        blank = np.flatnonzero(images.reshape(len(images), -1).max(axis=1) == 0)
-        if len(blank):
-            raise errors.InvalidInput(f"image {blank[0]}: {errors.NO_DIGIT}" if batch else errors.NO_DIGIT)
-        return images
-
-    return prepare
-
-
-def _check_count(count: int, limit: int) -> None:
-    if count > limit:
-        raise errors.PayloadTooLarge(errors.TOO_MANY_IMAGES.format(count=count, limit=limit))
-    if count == 0:
-        raise errors.InvalidInput(errors.EMPTY_BATCH)
-
-
-def _unsupported(content_type: str, field: str, json_forms: str, batch: bool = False) -> errors.UnsupportedMediaType:
-    content_type = content_type[:100]  # the client's: echo a bounded amount of it
-    if content_type.startswith("image/") and content_type not in parsing.IMAGE_TYPES:
-        return errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=content_type))
-    # A supported image type sent raw to the batch endpoint is a wrong form, not a wrong image type.
-    message = errors.UNSUPPORTED_BATCH_CONTENT_TYPE if batch else errors.UNSUPPORTED_CONTENT_TYPE
-    return errors.UnsupportedMediaType(
-        message.format(content_type=content_type or "none", field=field, json_forms=json_forms)
-    )
-
-
-async def _body(request: Request, settings: Settings) -> bytes:
-    return await parsing.read_body(request.headers.get("content-length"), request.stream(), settings.max_body_bytes)
-
-
-async def single_work(request: Request, settings: Settings) -> Prepare:
-    """The work for ``POST /predict``, from whichever input form the request uses."""
-    content_type = request.headers.get("content-type", "")
-    kind = parsing.media_type(content_type)
-    json_forms = '{"image": "<base64>"} or {"pixels": <28x28 numbers 0-255>}'
-    if kind in parsing.IMAGE_TYPES:
-        return ImagesWork([await _body(request, settings)], settings.max_image_pixels, label=None)
-    if kind == "multipart/form-data":
-        parts = parsing.parse_multipart(await _body(request, settings), content_type, "file")
-        part = next((p for p in parts if p.name == "file"), None)
-        if part is None:
-            raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="file"))
-        parsing.check_part_type(part)
-        return ImagesWork([part.data], settings.max_image_pixels, label=None)
-    if kind == JSON:
-        body = parsing.loads_json(await _body(request, settings), json_forms)
-        form = parsing.one_of(body, ("image", "pixels"))
-        if form == "image":
-            return ImagesWork([parsing.decode_base64(body["image"], "'image'")], settings.max_image_pixels, label=None)
-        return _pixels(body["pixels"], batch=False)
-    raise _unsupported(kind, "file", json_forms)
-
-
-async def batch_work(request: Request, settings: Settings) -> Prepare:
-    """The work for ``POST /predict/batch``."""
-    content_type = request.headers.get("content-type", "")
-    kind = parsing.media_type(content_type)
-    json_forms = '{"images": ["<base64>", ...]} or {"pixels": <N x 28 x 28 numbers 0-255>}'
-    limit = settings.max_batch_images
-    if kind == "multipart/form-data":
-        parts = [
-            p
-            for p in parsing.parse_multipart(await _body(request, settings), content_type, "files")
-            if p.name == "files"
-        ]
-        if not parts:
-            raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="files"))
-        _check_count(len(parts), limit)
-        for part in parts:
-            parsing.check_part_type(part)
-        return ImagesWork([p.data for p in parts], settings.max_image_pixels)
-    if kind == JSON:
-        body = parsing.loads_json(await _body(request, settings), json_forms)
-        form = parsing.one_of(body, ("images", "pixels"))
-        value = body[form]
-        if not isinstance(value, list):
-            raise errors.InvalidInput(
-                errors.NOT_A_LIST
-                if form == "images"
-                else errors.PIXELS_SHAPE.format(expected="N x 28 x 28", got=type(value).__name__)
-            )
-        _check_count(len(value), limit)
-        if form == "images":
-            datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
-            return ImagesWork(datas, settings.max_image_pixels)
-        return _pixels(value, batch=True)
-    raise _unsupported(kind, "files", json_forms, batch=True)
-
-
-# --- OpenAPI descriptions of the request bodies -------------------------------------------------
-
 ERROR_RESPONSES = error_responses(400, 413, 415, 422, 503)
 
-
-def _body_spec(field: str, multiple: bool, json_schemas: list[type[Any]]) -> dict[str, Any]:
-    binary = {"type": "string", "format": "binary"}
-    file_schema = {"type": "array", "items": binary, "minItems": 1} if multiple else binary
-    content: dict[str, Any] = {
-        "multipart/form-data": {
-            "schema": {"type": "object", "required": [field], "properties": {field: file_schema}},
-            "encoding": {field: {"contentType": ", ".join(errors.SUPPORTED_IMAGE_TYPES)}},
-        },
-    }
-    if not multiple:
-        content.update({kind: {"schema": binary} for kind in errors.SUPPORTED_IMAGE_TYPES})
-    content[JSON] = {"schema": {"oneOf": [model.model_json_schema() for model in json_schemas]}}
-    return {"requestBody": {"required": True, "content": content}}
-
-
-def pixels_schema() -> dict[str, Any]:
-    row = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 255}, "minItems": 28, "maxItems": 28}
-    return {"type": "array", "items": row, "minItems": 28, "maxItems": 28}
-
-
-def _single_spec() -> dict[str, Any]:
-    spec = _body_spec("file", False, [ImageRequest, PixelsRequest])
-    json_schema = spec["requestBody"]["content"][JSON]["schema"]["oneOf"][1]
-    json_schema["properties"]["pixels"] = pixels_schema()
-    return spec
-
-
-def _batch_spec() -> dict[str, Any]:
-    spec = _body_spec("files", True, [BatchImagesRequest, BatchPixelsRequest])
-    json_schema = spec["requestBody"]["content"][JSON]["schema"]["oneOf"][1]
-    json_schema["properties"]["pixels"] = {"type": "array", "items": pixels_schema(), "minItems": 1}
-    return spec
-
-
-# --- Routes ---------------------------------------------------------------------------------------
 
 _BOOL = TypeAdapter(bool)
 
@@ -310,12 +76,6 @@ class PredictionRoute(APIRoute):
 
 #: The prediction routes: the app lists them first (see :class:`PredictionRoute`).
 prediction_router = APIRouter(route_class=PredictionRoute)
-router = APIRouter()
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def _model_version(runtime: Runtime) -> str:
@@ -327,7 +87,7 @@ def _model_version(runtime: Runtime) -> str:
     "/predict",
     response_model=SinglePrediction,
     responses=ERROR_RESPONSES,
-    openapi_extra=_single_spec(),
+    openapi_extra=single_spec(),
     tags=["prediction"],
     summary="Classify one image",
 )
@@ -347,7 +107,7 @@ async def predict(
     "/predict/batch",
     response_model=BatchPrediction,
     responses=ERROR_RESPONSES,
-    openapi_extra=_batch_spec(),
+    openapi_extra=batch_spec(),
     tags=["prediction"],
     summary="Classify many images",
 )
@@ -360,82 +120,3 @@ async def predict_batch(
     inputs, probabilities = await runtime.classify(await batch_work(request, runtime.settings))
     predictions = prediction(probabilities, inputs if include_input else None)
     return json_response({"predictions": predictions, "model_version": _model_version(runtime)})
-
-
-@router.get("/health/live", response_model=Health, tags=["operations"], summary="Liveness")
-async def live() -> Response:
-    """200 while the process is up and serving HTTP."""
-    return json_response({"status": "ok"})
-
-
-@router.get(
-    "/health/ready",
-    response_model=Health,
-    responses=error_responses(503),
-    tags=["operations"],
-    summary="Readiness",
-)
-async def ready(request: Request) -> Response:
-    """200 once the model is loaded and warmed up; 503 before that and while shutting down."""
-    runtime_of(request).check_ready()
-    return json_response({"status": "ready"})
-
-
-def model_info(runtime: Runtime) -> dict[str, Any]:
-    classifier = runtime.classifier
-    assert classifier is not None
-    settings = runtime.settings
-    return {
-        "name": classifier.name,
-        "version": classifier.version,
-        "sha256": classifier.sha256,
-        "file": classifier.path.name,
-        "metadata": classifier.metadata,
-        "runtime": {
-            "input": classifier.input_name,
-            "output": classifier.output_name,
-            "intra_op_threads": settings.intra_op_threads,
-            "inter_op_threads": settings.inter_op_threads,
-            "workers": settings.workers,
-            "batch_max_size": settings.batch_max_size,
-            "batch_max_delay_ms": settings.batch_max_delay_ms,
-            "max_batch_images": settings.max_batch_images,
-            "max_body_bytes": settings.max_body_bytes,
-            "max_image_pixels": settings.max_image_pixels,
-            "request_timeout_s": settings.request_timeout_s,
-        },
-    }
-
-
-@router.get(
-    "/model",
-    response_model=ModelInfo,
-    responses=error_responses(503),
-    tags=["operations"],
-    summary="Model metadata",
-)
-async def model(request: Request) -> Response:
-    """The served model's metadata (version, sha256, metrics) and the runtime settings."""
-    runtime = runtime_of(request)
-    if runtime.classifier is None:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
-    return json_response(model_info(runtime))
-
-
-@router.get(
-    "/metrics",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {"example": "digits_images_classified_total 42.0\n"}}}},
-    tags=["operations"],
-    summary="Prometheus metrics",
-)
-async def prometheus_metrics() -> Response:
-    """Request counts by route and status, latency histograms, batch sizes, images classified."""
-    body, content_type = await asyncio.to_thread(metrics.render)
-    return Response(body, media_type=content_type)
-
-
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-async def page() -> FileResponse:
-    """The drawing page."""
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

@@ -138,13 +138,13 @@ def test_http_exception_in_a_prediction_handler_renders_as_on_any_route(  # type
     """An HTTPException raised while handling a prediction is answered as on every other route, not as a 500."""
     from starlette.exceptions import HTTPException
 
-    from service import routes
+    from service import operations, routes
 
     def refuse(*args: object) -> None:
         raise HTTPException(status_code=409, detail="refused by the test", headers={"X-Test": "yes"})
 
     monkeypatch.setattr(routes, work, refuse)
-    monkeypatch.setattr(routes, "model_info", refuse)
+    monkeypatch.setattr(operations, "model_info", refuse)
     images, _ = mnist_sample
     field = "file" if path == "/predict" else "files"
     predicted = client.post(path, files={field: ("d.png", encode(images[0]), "image/png")})

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.common import HOST
 from service import errors
 from service.config import Settings
 from tests.conftest import encode
-from tests.service.live_server import HOST, LiveServer
+from tests.service.live_server import LiveServer
 
 with np.load(Path(__file__).parent.parent / "data" / "mnist_sample.npz") as _sample:
     IMAGES, LABELS = _sample["images"], _sample["labels"]
@@ -166,8 +167,8 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch: pytes
             compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", spy)
-    app = app_module.create_app(Settings(workers=1, api_keys=",".join(KEYS)))  # type: ignore[arg-type]
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    app = app_module.create_app(Settings(workers=1, api_keys=KEYS))
     with TestClient(app) as test_client:
         for given in (KEYS[0], KEYS[1], "wrong"):
             compared.clear()
