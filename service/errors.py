@@ -57,6 +57,15 @@ class Timeout(ServiceError):
     status_code = 504
 
 
+#: The most characters of a client's own value (a Content-Type, a field name) that a message
+#: repeats: enough to recognise it, never a way to make the service echo megabytes back.
+ECHO_CHARS = 100
+#: The most characters of one field name a message repeats, and the most names it lists.
+ECHO_NAME_CHARS = 40
+ECHO_NAMES = 10
+#: The most validation problems one 422 lists: the first few say what to fix.
+MAX_PROBLEMS_LISTED = 5
+
 SUPPORTED_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
 
 # --- Messages -------------------------------------------------------------------------------------

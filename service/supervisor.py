@@ -24,6 +24,10 @@ import uvicorn
 
 log = logging.getLogger("service")
 
+#: Connections the kernel queues per worker socket before accept(): uvicorn's own default,
+#: enough for a burst of new connections while a worker is busy.
+LISTEN_BACKLOG = 2048
+
 
 def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -32,7 +36,7 @@ def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
