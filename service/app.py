@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from service import metrics, v2
+from service.v2.schemas import V2Error
 from service.config import Settings
 from service.inference import Batcher, Classifier
 from service.middleware import ServiceMiddleware
@@ -65,7 +66,7 @@ def v2_status(status: int) -> int:
 
 #: The v2 protocol's error form. Bridge: it belongs to the v2 package, which registers it itself
 #: once ``service/v2/`` lands (register_error_form replaces a form of the same prefix).
-V2_ERROR_FORM = ErrorForm("/v2", lambda message: {"error": message}, v2_status, v2.V2Error)
+V2_ERROR_FORM = ErrorForm("/v2", lambda message: {"error": message}, v2_status, V2Error)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
