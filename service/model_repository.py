@@ -41,6 +41,10 @@ STAGES: Final = (
 
 Tensors = dict[str, tuple[str, list[int]]]
 
+#: The bytes model's input: [N, 1], as Triton lists a batch of scalars (config dims [1] reshaped to
+#: []), and perf_analyzer needs a shape with a dimension after the batch. [N] is accepted too.
+BYTES_INPUT: Final = ("BYTES", [-1, 1])
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -55,7 +59,7 @@ def served_models(classifier: Classifier) -> dict[str, ModelSpec]:
     """Every model name this server answers to, the tensor model first."""
     outputs = dict(v2.OUTPUTS)
     tensor = ModelSpec(classifier.name, {v2.IMAGE: v2.INPUTS[v2.IMAGE]}, outputs)
-    files = ModelSpec(classifier.name + BYTES_MODEL_SUFFIX, {v2.IMAGE_BYTES: v2.INPUTS[v2.IMAGE_BYTES]}, outputs)
+    files = ModelSpec(classifier.name + BYTES_MODEL_SUFFIX, {v2.IMAGE_BYTES: BYTES_INPUT}, outputs)
     return {spec.name: spec for spec in (tensor, files)}
 
 
@@ -101,15 +105,15 @@ def model_metadata(classifier: Classifier, spec: ModelSpec) -> dict[str, object]
 def model_config(classifier: Classifier, spec: ModelSpec, settings: Settings) -> dict[str, object]:
     """Triton's model configuration (``GET /v2/models/{name}/config``).
 
-    ``dims`` leave out the batch dimension, as they do when ``max_batch_size`` is above 0; a
-    tensor of shape [N] has dims [1] reshaped to [] (Triton's way to write a batch of scalars).
+    ``dims`` leave out the batch dimension, as they do when ``max_batch_size`` is above 0; one
+    element per image ([N] or [N, 1]) has dims [1] reshaped to [] (Triton's batch of scalars).
     """
 
     def tensors(specs: Tensors) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for name, (datatype, shape) in specs.items():
             item: dict[str, object] = {"name": name, "data_type": DATA_TYPES[datatype], "dims": shape[1:] or [1]}
-            if len(shape) == 1:
+            if item["dims"] == [1]:
                 item["reshape"] = {"shape": []}
             out.append(item)
         return out

@@ -91,8 +91,11 @@ def inference_work(request: Any, spec: ModelSpec, models: dict[str, ModelSpec], 
     if tensor.datatype != datatype:
         raise bad(v2.WRONG_DATATYPE.format(name=name, expected=datatype, got=tensor.datatype[:40]))
     check_parameters(tensor.parameters)
+    dims = list(tensor.shape)
+    if name == v2.IMAGE_BYTES and len(dims) == 2 and dims[1] == 1:
+        dims = dims[:1]  # [N, 1], as the model lists it, is [N] files
     tail = [28, 28, 1] if name == v2.IMAGE else []
-    count = v2._shape(list(tensor.shape), name, tail, settings.max_batch_images)
+    count = v2._shape(dims, name, tail, settings.max_batch_images)
     shape = [count, *tail]
     field = CONTENTS_FIELDS[datatype]
 

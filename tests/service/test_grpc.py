@@ -153,7 +153,8 @@ def test_model_metadata_lists_one_input_per_model(server: Server) -> None:
     outputs.append({"name": "digit", "datatype": "INT64", "shape": ["-1"]})
     assert tensor["outputs"] == outputs
     files = server.client.get_model_metadata(BYTES_MODEL, as_json=True)
-    assert files["inputs"] == [{"name": "image_bytes", "datatype": "BYTES", "shape": ["-1"]}]
+    # [N, 1], as Triton lists a batch of one element each; [N] is accepted too.
+    assert files["inputs"] == [{"name": "image_bytes", "datatype": "BYTES", "shape": ["-1", "1"]}]
     assert files["outputs"] == outputs
 
 
@@ -190,8 +191,8 @@ def test_infer_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarr
 def test_infer_on_encoded_files(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = mnist_sample[0][:16], mnist_sample[1][:16]
     files = [encode(255 - image) for image in images]  # dark ink on white, as a scan would be
-    tensor = tritonclient.InferInput("image_bytes", [len(files)], "BYTES")
-    tensor.set_data_from_numpy(np.array(files, dtype=np.object_))
+    tensor = tritonclient.InferInput("image_bytes", [len(files), 1], "BYTES")  # the listed shape [N, 1]
+    tensor.set_data_from_numpy(np.array(files, dtype=np.object_).reshape(-1, 1))
     result = server.client.infer(BYTES_MODEL, [tensor])
     body = {"images": [base64.b64encode(f).decode() for f in files]}
     http = server.http.post("/predict/batch", json=body).json()["predictions"]
