@@ -666,7 +666,8 @@ CONTAINER_FIELDS = {
 
 
 def load_kserve(name: str) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((KSERVE / name).read_text())
+    manifest: dict = yaml.safe_load((KSERVE / name).read_text())  # type: ignore[type-arg]
+    return manifest
 
 
 def kserve_pod() -> dict:  # type: ignore[type-arg]
