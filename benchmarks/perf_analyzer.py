@@ -143,6 +143,11 @@ def run_case(
     return rows, text, argv
 
 
+def service_from(directory: Path) -> str:
+    """The commit the service runs from: this checkout's, or the directory another one was put in."""
+    return f"commit {git_commit()}" if directory.resolve() == ROOT else str(directory)
+
+
 def table(results: list[tuple[str, Case, list[dict[str, str]], str]]) -> str:
     head = (
         "| protocol | model | batch | concurrency | infer/s | p50 us | p99 us | avg us | server queue us "
@@ -186,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--protocols", nargs="+", default=["http", "grpc"], choices=["http", "grpc"])
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
-    parser.add_argument("--markdown", type=Path, help="write the table into this file's perf-analyzer section")
+    parser.add_argument("--markdown", type=Path, help="write the table into this file's --section")
+    parser.add_argument("--section", default="perf-analyzer", help="the generated section of --markdown to replace")
     parser.add_argument("--log", type=Path, default=Path("/tmp/perf_analyzer-service.log"))
+    parser.add_argument(
+        "--service-dir", type=Path, default=ROOT, help="the checkout whose `python -m service` runs (default: this one)"
+    )
     args = parser.parse_args(argv)
     if not args.perf_analyzer.is_file():
         sys.exit(f"perf_analyzer not found at {args.perf_analyzer}: install it as docs/perf-analyzer.md says")
@@ -197,9 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cuda), env.get("LD_LIBRARY_PATH")]))
     install_cleanup()
     http_port, grpc_port = free_port(), free_port()
-    server_argv = [sys.executable, "-m", "service", "--port", str(http_port), "--grpc-port", str(grpc_port)]
-    server_argv += ["--workers", str(args.workers)]
-    server = Server("service", server_argv, {"DIGITS_LOG_LEVEL": "warning"}, log_path=args.log, port=http_port)
+    server_argv = [sys.executable, "-m", "service", "--port", str(http_port), "--workers", str(args.workers)]
+    if "grpc" in args.protocols:
+        server_argv += ["--grpc-port", str(grpc_port)]
+    server = Server(
+        "service", server_argv, {"DIGITS_LOG_LEVEL": "warning"}, log_path=args.log, port=http_port, cwd=args.service_dir
+    )
     urls = {"http": f"{HOST}:{http_port}", "grpc": f"{HOST}:{grpc_port}"}
     results = []
     commands = []
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown = "\n".join(
         [
             f"Command: `python benchmarks/perf_analyzer.py {shlex.join(argv if argv is not None else sys.argv[1:])}`. "
-            f"perf_analyzer 2.41.0; {args.workers} service workers; commit {git_commit()}; {machine()}.",
+            f"perf_analyzer 2.41.0; {args.workers} service workers; service from {service_from(args.service_dir)}; "
+            f"{machine()}.",
             "Latencies in microseconds, as perf_analyzer reports them (avg: the sum of its client and server parts).",
             "",
             table(results),
@@ -230,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(markdown)
     if args.markdown:
-        update_section(args.markdown, "perf-analyzer", markdown)
+        update_section(args.markdown, args.section, markdown)
     return 0 if all(rows for _, _, rows, _ in results) else 1
 
 
