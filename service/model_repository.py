@@ -95,7 +95,7 @@ def model_metadata(classifier: Classifier, spec: ModelSpec) -> dict[str, object]
 
     return {
         "name": spec.name,
-        "versions": [classifier.version],
+        "versions": [triton_version(classifier.version)],
         "platform": v2.PLATFORM,
         "inputs": tensors(spec.inputs),
         "outputs": tensors(spec.outputs),
@@ -142,7 +142,7 @@ def repository_index(classifier: Classifier | None, ready: bool, ready_only: boo
     if ready_only and not ready:
         return []
     return [
-        {"name": name, "version": classifier.version, "state": state, "reason": reason}
+        {"name": name, "version": triton_version(classifier.version), "state": state, "reason": reason}
         for name in served_models(classifier)
     ]
 

@@ -202,7 +202,7 @@ class InferenceServicer:
             _, probabilities = await self.runtime.classify(prepare)
             inferred = time.perf_counter_ns()
             response = service_pb2.ModelInferResponse(
-                model_name=spec.name, model_version=classifier.version, id=request.id
+                model_name=spec.name, model_version=model_repository.triton_version(classifier.version), id=request.id
             )
             tensors.fill_response(response, probabilities, outputs, spec)
         except BaseException:

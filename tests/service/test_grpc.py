@@ -147,7 +147,12 @@ def test_health_and_server_metadata(server: Server) -> None:
 def test_model_metadata_lists_one_input_per_model(server: Server) -> None:
     version = server.http.get("/model").json()["version"]
     tensor = server.client.get_model_metadata(MODEL, as_json=True)
-    assert tensor["name"] == MODEL and tensor["versions"] == [version] and tensor["platform"] == "onnxruntime_onnx"
+    # Triton's integer version: the major number of the model's (1 for 1.0.0-int8).
+    assert (
+        tensor["name"] == MODEL
+        and tensor["versions"] == [version.split(".")[0]] == ["1"]
+        and tensor["platform"] == "onnxruntime_onnx"
+    )
     assert tensor["inputs"] == [{"name": "image", "datatype": "FP32", "shape": ["-1", "28", "28", "1"]}]
     outputs = [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "10"]}]
     outputs.append({"name": "digit", "datatype": "INT64", "shape": ["-1"]})
@@ -185,7 +190,10 @@ def test_infer_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarr
     assert digits.dtype == np.int64 and (digits == probabilities.argmax(axis=1)).all()
     assert (digits == labels).mean() >= 0.95
     response = result.get_response(as_json=True)
-    assert response["id"] == "grpc-7" and response["model_name"] == MODEL
+    assert response["id"] == "grpc-7" and response["model_name"] == MODEL and response["model_version"] == "1"
+    # The full version names the model too.
+    version = server.http.get("/model").json()["version"]
+    assert server.client.infer(MODEL, [image_input(images[:1])], model_version=version).as_numpy("digit").shape == (1,)
 
 
 def test_infer_on_encoded_files(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
