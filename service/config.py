@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     # --- Server
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in containers.")
     port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(8001, ge=0, le=65535, description="KServe v2 gRPC port (Triton's 8001); 0: no gRPC.")
     workers: int = Field(2, ge=1, le=64, description="Worker processes, each with its own model session.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="Structured JSON-lines logs (false: plain text).")

@@ -115,3 +115,21 @@ IMAGE_BOMB = (
     "the image declares more pixels than the decoder will expand (a decompression bomb?): send an "
     "image of at most {limit:,} pixels"
 )
+
+# --- The KServe v2 gRPC API (service/grpc_api): the v2 messages, and these for what only gRPC has
+GRPC_UNKNOWN_MODEL = "unknown model {name!r}: this server serves the models {served}"
+GRPC_MODEL_INPUT = (
+    "model {model!r} takes exactly one input tensor, {input!r} ({datatype} {shape}); got {got}: "
+    "send that input, or use the model {other!r} for {other_input!r}"
+)
+GRPC_NO_DATA = "input {name!r} has no data: send it in raw_input_contents (as tritonclient does) or in contents.{field}"
+GRPC_RAW_COUNT = (
+    "the request has {got} raw_input_contents for {expected} input: send one raw_input_contents entry "
+    "per input, or send the values in contents"
+)
+GRPC_RAW_AND_CONTENTS = "input {name!r} has both contents and raw_input_contents: send its data one way"
+GRPC_RAW_SIZE = (
+    "input {name!r} has {got} bytes in raw_input_contents; its shape {shape} of {datatype} needs {expected} bytes"
+)
+GRPC_CONTENTS_FIELD = "input {name!r} of datatype {datatype} takes its values in contents.{field}; got {got}"
+GRPC_CONTENTS_LENGTH = "input {name!r} has {got} values in contents.{field}; its shape {shape} needs {expected}"

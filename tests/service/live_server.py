@@ -71,7 +71,8 @@ class LiveServer:
 
     def start(self, wait_ready: bool = True, timeout_s: float = 90.0) -> LiveServer:
         inherited = {k: v for k, v in os.environ.items() if self.inherit_settings or not k.startswith("DIGITS_")}
-        env = {**inherited, "PYTHONUNBUFFERED": "1", **self.env}
+        # No gRPC unless a test asks (--grpc-port or DIGITS_GRPC_PORT): its default port is one per machine.
+        env = {"DIGITS_GRPC_PORT": "0", **inherited, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         argv = [sys.executable, "-m", "service", "--port", str(self.port), *self.args]
         with open(self.log_path, "ab") as log:
