@@ -8,6 +8,25 @@ from __future__ import annotations
 
 from typing import Final
 
+import orjson
+
+#: The most characters of one client value that a message repeats: enough to recognise it, and
+#: small enough that no error grows with what the client sent (a 5 MB datatype, a 1M-entry shape).
+ECHO_CHARS: Final = 60
+
+
+def echo(value: object) -> str:
+    """A client's value as a message shows it: quoted if a string, else as JSON; cut to ECHO_CHARS."""
+    if isinstance(value, str):
+        text = repr(value[: ECHO_CHARS + 1])
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:
+            text = type(value).__name__
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
 EXAMPLE = '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["<base64 PNG>"]}]}'
 UNKNOWN_MODEL = "unknown model {name!r}: this server serves {served}"
 INDEX_BODY = 'a repository index request must be empty or a JSON object such as {"ready": true}'
@@ -18,7 +37,7 @@ ONE_INPUT = (
     "(BYTES [N], encoded image files); got {got}"
 )
 UNKNOWN_INPUT = "unknown input {name!r}: send 'image' (FP32 [N, 28, 28, 1]) or 'image_bytes' (BYTES [N])"
-WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got!r}"
+WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got}"
 WRONG_SHAPE = "input {name!r} must have shape {expected} with N from 1 to {limit}; got {got}"
 NO_DATA = (
     "input {name!r} has no data: send it in 'data', or as binary data after the JSON with "
@@ -56,6 +75,11 @@ UNKNOWN_OUTPUT = "unknown output {name!r}: request 'probabilities' (FP32 [N, 10]
 DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
 UNSUPPORTED_PARAMETER = "parameter {name!r} is not supported by this server: {hint}"
 CONTENT_ENCODING = "unsupported Content-Encoding {value!r}: send the body uncompressed, gzip or deflate"
+UNKNOWN_ROUTE = (
+    "no v2 endpoint at {path}: see GET /v2 for the server, GET /v2/models/<name> for a model, and "
+    "POST /v2/models/<name>/infer for inference"
+)
+METHOD_NOT_ALLOWED = "{method} is not allowed on {path}: use {allowed}"
 COMPRESSED_BODY = "the body is not valid {encoding} data: send it uncompressed or correctly compressed"
 #: Parameters that ask for features this server does not have; anything else is ignored.
 UNSUPPORTED_PARAMETERS: Final = {

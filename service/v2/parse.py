@@ -44,6 +44,7 @@ from service.v2.messages import (
     UNSUPPORTED_PARAMETERS,
     WRONG_DATATYPE,
     WRONG_SHAPE,
+    echo,
 )
 from service.v2.spec import IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
 
@@ -151,10 +152,10 @@ def _shape(value: object, name: str, tail: list[int], limit: int) -> int:
     """The batch size N of a shape that must be ``[N, *tail]``."""
     expected = "[" + ", ".join(["N", *map(str, tail)]) + "]"
     if not isinstance(value, list) or not all(type(d) is int for d in value):
-        got = orjson.dumps(value).decode()[:60] if value is not None else "none"
+        got = echo(value) if value is not None else "none"
         raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=got))
     if len(value) != len(tail) + 1 or value[1:] != tail or value[0] < 0:
-        raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=value))
+        raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=echo(value)))
     count: int = value[0]
     if count == 0:
         raise errors.InvalidInput(errors.EMPTY_BATCH)
@@ -180,9 +181,7 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
         raise bad(UNKNOWN_INPUT.format(name=name[:100]))
     datatype = INPUTS[name].datatype
     if tensor.get("datatype") != datatype:
-        given = tensor.get("datatype")
-        given = given[:40] if isinstance(given, str) else given
-        raise bad(WRONG_DATATYPE.format(name=name, expected=datatype, got=given))
+        raise bad(WRONG_DATATYPE.format(name=name, expected=datatype, got=echo(tensor.get("datatype"))))
     limit = settings.max_batch_images
     tail = [28, 28, 1] if name == IMAGE else []
     count = _shape(tensor.get("shape"), name, tail, limit)

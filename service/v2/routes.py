@@ -19,7 +19,7 @@ from service.config import Settings
 from service.inference import Classifier
 from service.routes import JSON, Runtime, json_response, runtime_of
 from service.v2 import encode, parse, spec, stats
-from service.v2.messages import FIELD_TYPE, UNKNOWN_MODEL, UNKNOWN_VERSION
+from service.v2.messages import FIELD_TYPE, METHOD_NOT_ALLOWED, UNKNOWN_MODEL, UNKNOWN_ROUTE, UNKNOWN_VERSION, echo
 from service.v2.schemas import (
     INFER_RESPONSES,
     NOT_FOUND,
@@ -37,16 +37,33 @@ from service.v2.schemas import (
 )
 from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME, ModelSpec
 
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: A repository index request is at most a small JSON object.
 INDEX_BODY_BYTES = 4096
 
 # --- Errors in the protocol's form ----------------------------------------------------------------
 
 
+#: The longest error message sent. Every message is a template of at most a few hundred characters
+#: with bounded pieces of the client's input in it; this is the last guard, should a piece slip through.
+MAX_ERROR_CHARS = 1024
+
+
+class MethodNotAllowed(errors.ServiceError):
+    status_code = 405
+
+    def __init__(self, detail: str, allowed: list[str]) -> None:
+        super().__init__(detail)
+        self.allowed = allowed
+
+
 def error_response(exc: errors.ServiceError) -> Response:
     """``{"error": ...}``; bad inputs are 400 here (the protocol's status), limits stay 413."""
     status = 400 if exc.status_code in (415, 422) else exc.status_code
-    response = json_response({"error": exc.detail}, status)
+    detail = exc.detail if len(exc.detail) <= MAX_ERROR_CHARS else exc.detail[: MAX_ERROR_CHARS - 1] + "…"
+    response = json_response({"error": detail}, status)
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["allow"] = ", ".join(exc.allowed)
     if isinstance(exc, errors.TooManyRequests):
         response.headers["retry-after"] = str(exc.retry_after)
     elif status >= 500:
@@ -314,3 +331,21 @@ async def infer(request: Request, model_name: str) -> Response:
 async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
     """Inference, if the model is served at that version."""
     return await _infer(request, model_name, model_version)
+
+
+# Last, so that it answers only what no route above does: unknown paths, and known paths with
+# another method, in the protocol's error form (Triton clients cannot read {"detail": ...}).
+@router.api_route("", methods=[m for m in ALL_METHODS if m != "GET"], include_in_schema=False)
+@router.api_route("/{path:path}", methods=list(ALL_METHODS), include_in_schema=False)
+async def unknown_route(request: Request) -> Response:
+    """404 for a path no v2 endpoint has, 405 (with Allow) for a known path and another method."""
+    path = request.url.path
+    allowed: set[str] = set()
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is not unknown_route and route.path_regex.match(path):
+            allowed |= route.methods or set()
+    if allowed:
+        methods = sorted(allowed)
+        message = METHOD_NOT_ALLOWED.format(method=echo(request.method), path=echo(path), allowed=", ".join(methods))
+        raise MethodNotAllowed(message, methods)
+    raise errors.NotFound(UNKNOWN_ROUTE.format(path=echo(path)))
