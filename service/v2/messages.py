@@ -30,13 +30,21 @@ def echo(value: object) -> str:
 EXAMPLE = '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["<base64 PNG>"]}]}'
 UNKNOWN_MODEL = "unknown model {name!r}: this server serves {served}"
 INDEX_BODY = 'a repository index request must be empty or a JSON object such as {"ready": true}'
-UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r} (model version {full!r})"
 FIELD_TYPE = "{field} must be {expected}"
 ONE_INPUT = (
     "send exactly one input tensor: 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1) or 'image_bytes' "
     "(BYTES [N], encoded image files); got {got}"
 )
-UNKNOWN_INPUT = "unknown input {name!r}: send 'image' (FP32 [N, 28, 28, 1]) or 'image_bytes' (BYTES [N])"
+UNKNOWN_INPUT = "model {model!r} has no input {name}: {expected}"
+#: What each model takes, for UNKNOWN_INPUT's {expected}: the tensor model, then the bytes model.
+TENSOR_INPUT = (
+    "send 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1); send encoded image files as 'image_bytes' to the "
+    "model {other!r}"
+)
+BYTES_INPUT = (
+    "send 'image_bytes' (BYTES [N], encoded image files); send MNIST-form tensors as 'image' to the model {other!r}"
+)
 WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got}"
 WRONG_SHAPE = "input {name!r} must have shape {expected} with N from 1 to {limit}; got {got}"
 NO_DATA = (
@@ -71,7 +79,7 @@ NO_HEADER_LENGTH = (
 BINARY_MISMATCH = (
     "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add up to {expected}"
 )
-UNKNOWN_OUTPUT = "unknown output {name!r}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
+UNKNOWN_OUTPUT = "unknown output {name}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
 DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
 UNSUPPORTED_PARAMETER = "parameter {name!r} is not supported by this server: {hint}"
 CONTENT_ENCODING = "unsupported Content-Encoding {value!r}: send the body uncompressed, gzip or deflate"

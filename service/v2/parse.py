@@ -22,6 +22,7 @@ from service.v2.messages import (
     BINARY_MISMATCH,
     BINARY_SIZE,
     BYTES_ELEMENT,
+    BYTES_INPUT,
     COMPRESSED_BODY,
     CONTENT_ENCODING,
     DATA_AND_BINARY,
@@ -38,6 +39,7 @@ from service.v2.messages import (
     NOT_NUMERIC,
     ONE_INPUT,
     OUT_OF_RANGE,
+    TENSOR_INPUT,
     UNKNOWN_INPUT,
     UNKNOWN_OUTPUT,
     UNSUPPORTED_PARAMETER,
@@ -46,7 +48,7 @@ from service.v2.messages import (
     WRONG_SHAPE,
     echo,
 )
-from service.v2.spec import IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
+from service.v2.spec import BYTES_SUFFIX, IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
 
 
 def bad(message: str) -> errors.BadRequest:
@@ -139,7 +141,7 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
         if not isinstance(name, str):
             raise bad(FIELD_TYPE.format(field=f"outputs[{i}].name", expected="a string"))
         if name not in OUTPUTS:
-            raise bad(UNKNOWN_OUTPUT.format(name=name[:100]))
+            raise bad(UNKNOWN_OUTPUT.format(name=echo(name)))
         if any(name == seen for seen, _ in outputs):
             raise bad(DUPLICATE_OUTPUT.format(name=name))
         output_parameters = _parameters(item.get("parameters"), f"outputs[{i}].parameters")
@@ -178,13 +180,16 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
     if not isinstance(name, str):
         raise bad(FIELD_TYPE.format(field="inputs[0].name", expected="a string: 'image' or 'image_bytes'"))
     if name not in model.accepted:
-        raise bad(UNKNOWN_INPUT.format(name=name[:100]))
+        raise bad(UNKNOWN_INPUT.format(model=model.name, name=echo(name), expected=_expected_inputs(model)))
     datatype = INPUTS[name].datatype
     if tensor.get("datatype") != datatype:
         raise bad(WRONG_DATATYPE.format(name=name, expected=datatype, got=echo(tensor.get("datatype"))))
     limit = settings.max_batch_images
-    tail = [28, 28, 1] if name == IMAGE else []
-    count = _shape(tensor.get("shape"), name, tail, limit)
+    shape_given = tensor.get("shape")
+    # BYTES [N]; or [N, 1], as Triton spells a configuration's dims [1] with reshape [].
+    bytes_column = name == IMAGE_BYTES and isinstance(shape_given, list) and shape_given[1:] == [1]
+    tail = [28, 28, 1] if name == IMAGE else [1] if bytes_column else []
+    count = _shape(shape_given, name, tail, limit)
     shape = [count, *tail]
 
     parameters = _parameters(tensor.get("parameters"), "inputs[0].parameters")
@@ -197,6 +202,8 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
             raise bad(NO_DATA.format(name=name))
         if name == IMAGE:
             return _image_from_json(data, count, shape)
+        if bytes_column:
+            data = _flat(data, name, shape)
         return ImagesWork(_bytes_from_json(data, count), settings.max_image_pixels, "image_bytes[{}]")
 
     if type(size) is not int or size < 0:
@@ -213,6 +220,13 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
             raise bad(BINARY_SIZE.format(name=name, got=size, shape=shape, datatype=datatype, expected=expected))
         return _image_from_binary(binary, count)
     return ImagesWork(_bytes_from_binary(binary, count), settings.max_image_pixels, "image_bytes[{}]")
+
+
+def _expected_inputs(model: ModelSpec) -> str:
+    """What the model takes, and where the other input goes."""
+    if IMAGE in model.accepted:
+        return TENSOR_INPUT.format(other=model.name + BYTES_SUFFIX)
+    return BYTES_INPUT.format(other=model.name.removesuffix(BYTES_SUFFIX))
 
 
 def _check_image(images: np.ndarray) -> np.ndarray:

@@ -97,8 +97,9 @@ def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Clas
     model = models.get(name)
     if model is None:
         raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
-    if version is not None and version != classifier.version:
-        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=classifier.version))
+    if version is not None and version not in (spec.protocol_version(classifier.version), classifier.version):
+        served, full = spec.protocol_version(classifier.version), classifier.version
+        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=served, full=full))
     return classifier, model
 
 
@@ -194,7 +195,8 @@ async def _statistics(request: Request, model_name: str | None, version: str | N
         classifier, model = served_model(runtime, model_name, version)
         names = [model.name]
     values = await asyncio.to_thread(stats.snapshot)
-    return json_response({"model_stats": [stats.model_stats(name, classifier.version, values) for name in names]})
+    version = spec.protocol_version(classifier.version)
+    return json_response({"model_stats": [stats.model_stats(name, version, values) for name in names]})
 
 
 @router.get(
@@ -235,7 +237,8 @@ async def repository_index(request: Request) -> Response:
     if only_ready and state != "READY":
         return json_response([])
     models = spec.served_models(classifier.name)
-    return json_response([{"name": n, "version": classifier.version, "state": state, "reason": reason} for n in models])
+    version = spec.protocol_version(classifier.version)
+    return json_response([{"name": n, "version": version, "state": state, "reason": reason} for n in models])
 
 
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
@@ -267,7 +270,7 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
 
 def _metadata(request: Request, model_name: str, version: str | None) -> Response:
     classifier, model = served_model(runtime_of(request), model_name, version)
-    return json_response(encode.model_metadata(model, classifier.version))
+    return json_response(encode.model_metadata(model, spec.protocol_version(classifier.version)))
 
 
 @router.get("/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
@@ -300,7 +303,8 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         prepare = parse.inference_work(body, binary, runtime.settings, model)
         _, probabilities = await runtime.classify(timer.timed(prepare))
         timer.mark_inferred()
-        response = inference_response(model.name, classifier.version, request_id, probabilities, outputs)
+        version = spec.protocol_version(classifier.version)
+        response = inference_response(model.name, version, request_id, probabilities, outputs)
     except BaseException:
         # Bad inputs, timeouts and disconnects alike: Triton counts every request that failed.
         timer.failed()

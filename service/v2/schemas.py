@@ -16,14 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.routes import JSON
 from service.schemas import PNG_BASE64_EXAMPLE, PROBABILITIES_EXAMPLE
-from service.v2.messages import UNKNOWN_INPUT
+from service.v2.messages import TENSOR_INPUT, UNKNOWN_INPUT
 from service.v2.spec import BINARY, DIGIT, EXTENSIONS, IMAGE, IMAGE_BYTES, PLATFORM, PROBABILITIES, SERVER_NAME
 
 
 class V2Error(BaseModel):
     """Every v2 error, as the protocol defines it."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"error": UNKNOWN_INPUT.format(name="input0")}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": UNKNOWN_INPUT.format(
+                        model="mnist-improved",
+                        name="input0",
+                        expected=TENSOR_INPUT.format(other="mnist-improved-bytes"),
+                    )
+                }
+            ]
+        }
+    )
     error: str
 
 
@@ -58,12 +70,9 @@ class ModelMetadata(BaseModel):
             "examples": [
                 {
                     "name": "mnist-improved",
-                    "versions": ["1.0.0"],
+                    "versions": ["1"],
                     "platform": PLATFORM,
-                    "inputs": [
-                        {"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-                        {"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [-1]},
-                    ],
+                    "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, 10]},
                         {"name": DIGIT, "datatype": "INT64", "shape": [-1]},
@@ -127,7 +136,7 @@ class InferenceResponse(BaseModel):
             "examples": [
                 {
                     "model_name": "mnist-improved",
-                    "model_version": "1.0.0",
+                    "model_version": "1",
                     "id": "42",
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [1, 10], "data": PROBABILITIES_EXAMPLE},

@@ -63,8 +63,10 @@ class ModelSpec:
 
 def served_models(classifier_name: str) -> dict[str, ModelSpec]:
     """The model names under which the classifier is served, each with its tensors."""
+    bytes_name = classifier_name + BYTES_SUFFIX
     return {
-        classifier_name: ModelSpec(classifier_name, tuple(INPUTS.values()), frozenset(INPUTS)),
+        classifier_name: ModelSpec(classifier_name, (IMAGE_TENSOR,), frozenset({IMAGE, IMAGE_BYTES})),
+        bytes_name: ModelSpec(bytes_name, (IMAGE_BYTES_TENSOR,), frozenset({IMAGE_BYTES})),
     }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as tritonclient
 
+from service.v2 import spec
 from tests.service.live_server import LiveServer
 
 
@@ -27,8 +28,12 @@ class Server:
         self.log = log
         self.http = httpx.Client(base_url=self.url, timeout=60)
         model = self.http.get("/model").json()
+        #: The tensor model (FP32 'image') and the bytes model (BYTES 'image_bytes').
         self.model: str = model["name"]
+        self.bytes_model = self.model + spec.BYTES_SUFFIX
+        #: The model's own version (GET /model), and the integer version v2 serves it as.
         self.version: str = model["version"]
+        self.v2_version = spec.protocol_version(self.version)
 
     def triton(self) -> Any:
         return tritonclient.InferenceServerClient(

@@ -26,7 +26,7 @@ JSON_ERRORS = [
     (
         "unknown-input",
         {"inputs": [{"name": "input0", "datatype": "FP32", "shape": [1], "data": [0]}]},
-        messages.UNKNOWN_INPUT.format(name="input0"),
+        "has no input 'input0': " + prefix(messages.TENSOR_INPUT),
     ),
     (
         "wrong-datatype",
@@ -43,7 +43,7 @@ JSON_ERRORS = [
     ("empty-batch", {"inputs": [image_tensor([], shape=[0, 28, 28, 1])]}, errors.EMPTY_BATCH),
     (
         "bytes-wrong-shape",
-        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 1], "data": ["x"]}]},
+        {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 2], "data": ["x"]}]},
         "input 'image_bytes' must have shape [N]",
     ),
     (
@@ -87,7 +87,7 @@ JSON_ERRORS = [
     (
         "unknown-output",
         {"inputs": [image_tensor(blank())], "outputs": [{"name": "logits"}]},
-        messages.UNKNOWN_OUTPUT.format(name="logits"),
+        messages.UNKNOWN_OUTPUT.format(name=messages.echo("logits")),
     ),
     (
         "duplicate-output",
@@ -143,7 +143,7 @@ def test_image_bytes_that_are_no_image_or_no_digit_are_400(server: Server) -> No
         check_error(server.http.post(server.infer_url(), json=body), 400, message)
     # The same through tritonclient, as binary data.
     with pytest.raises(InferenceServerException) as caught:
-        server.triton().infer(server.model, [bytes_input([blank_png])])
+        server.triton().infer(server.bytes_model, [bytes_input([blank_png])])
     assert caught.value.status() == "400"
     assert errors.NO_DIGIT in caught.value.message()
 
@@ -233,6 +233,13 @@ def test_binary_errors_are_400(server: Server) -> None:
     ]
     for content, headers, message in cases:
         check_error(server.http.post(server.infer_url(), content=content, headers=headers), 400, message)
+
+
+def test_each_model_refuses_the_other_models_input(server: Server) -> None:
+    body = {"inputs": [image_tensor(blank())]}
+    expected = messages.BYTES_INPUT.format(other=server.model)
+    message = messages.UNKNOWN_INPUT.format(model=server.bytes_model, name=messages.echo("image"), expected=expected)
+    check_error(server.http.post(server.infer_url(server.bytes_model), json=body), 400, message)
 
 
 def test_tritonclient_sees_the_error_message(server: Server) -> None:
@@ -355,7 +362,7 @@ ECHO_CASES = [
     ("datatype-deep-object", {"inputs": [image_tensor(blank(), datatype={"a": list(range(200_000))})]}, "datatype"),
     ("shape-1m-entries", {"inputs": [image_tensor(blank(), shape=[1] * 1_000_000)]}, "must have shape"),
     ("shape-5mb-string", {"inputs": [image_tensor(blank(), shape=[1, 28, 28, HUGE])]}, "must have shape"),
-    ("input-name-5mb", {"inputs": [image_tensor(blank(), name=HUGE)]}, "unknown input"),
+    ("input-name-5mb", {"inputs": [image_tensor(blank(), name=HUGE)]}, "has no input"),
     ("output-name-5mb", {"inputs": [image_tensor(blank())], "outputs": [{"name": HUGE}]}, "unknown output"),
     ("parameter-name-5mb", {"inputs": [image_tensor(blank())], "parameters": {HUGE: {}}}, "must be a string"),
 ]

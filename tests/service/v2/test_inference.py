@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -33,25 +34,34 @@ def test_server_live_ready_and_metadata(server: Server) -> None:
     assert server.http.get("/v2/health/ready").json() == {"ready": True}
 
 
+OUTPUTS = [
+    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+    {"name": "digit", "datatype": "INT64", "shape": [-1]},
+]
+
+
 def test_model_ready_and_metadata(server: Server) -> None:
     client = server.triton()
-    assert client.is_model_ready(server.model)
-    assert client.is_model_ready(server.model, server.version)
+    inputs = {
+        server.model: [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
+        server.bytes_model: [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
+    }
+    for model, model_inputs in inputs.items():
+        # Triton's integer version ("1"), and the model's own ("1.0.0-int8"), name the served version.
+        for version in ("", server.v2_version, server.version):
+            assert client.is_model_ready(model, version)
+            metadata = client.get_model_metadata(model, version)
+            assert metadata["name"] == model
+            assert metadata["versions"] == [server.v2_version]
+            assert metadata["platform"] == "onnxruntime_onnx"
+            # One input each, so that a generic tool that fills every listed input sends a valid request.
+            assert metadata["inputs"] == model_inputs
+            assert metadata["outputs"] == OUTPUTS
+        assert server.http.get(f"/v2/models/{model}/ready").json() == {"name": model, "ready": True}
+    assert server.v2_version == "1" and server.version.startswith("1.")
     assert not client.is_model_ready("no-such-model")
     assert not client.is_model_ready(server.model, "0.0.0-missing")
-    assert server.http.get(f"/v2/models/{server.model}/ready").json() == {"name": server.model, "ready": True}
-    for metadata in (client.get_model_metadata(server.model), client.get_model_metadata(server.model, server.version)):
-        assert metadata["name"] == server.model
-        assert metadata["versions"] == [server.version]
-        assert metadata["platform"] == "onnxruntime_onnx"
-        assert metadata["inputs"] == [
-            {"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-            {"name": "image_bytes", "datatype": "BYTES", "shape": [-1]},
-        ]
-        assert metadata["outputs"] == [
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-            {"name": "digit", "datatype": "INT64", "shape": [-1]},
-        ]
+    assert not client.is_model_ready(server.model, "2")
 
 
 def test_unknown_model_and_version_are_404(server: Server) -> None:
@@ -72,7 +82,7 @@ def test_unknown_model_and_version_are_404(server: Server) -> None:
     for path in (server.infer_url("no-such-model"), server.infer_url(version="9.9.9")):
         response = server.http.post(path, json={"inputs": []})
         assert response.status_code == 404
-        assert server.version in response.json()["error"] or server.model in response.json()["error"]
+        assert server.v2_version in response.json()["error"] or server.model in response.json()["error"]
 
 
 # --- Inference ------------------------------------------------------------------------------------
@@ -110,7 +120,7 @@ def test_nested_json_data_and_versioned_path(server: Server, mnist_sample: tuple
     images, _ = mnist_sample
     tensor = model_input(images[:3])
     body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [3, 28, 28, 1], "data": tensor.tolist()}]}
-    response = server.http.post(server.infer_url(version=server.version), json=body)
+    response = server.http.post(server.infer_url(version=server.v2_version), json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     outputs = {o["name"]: o for o in response.json()["outputs"]}
@@ -125,7 +135,7 @@ def test_request_id_is_echoed(server: Server, mnist_sample: tuple[np.ndarray, np
     result = client.infer(server.model, [image_input(images[:2])], request_id="req-42:a")
     assert result.get_response()["id"] == "req-42:a"
     assert result.get_response()["model_name"] == server.model
-    assert result.get_response()["model_version"] == server.version
+    assert result.get_response()["model_version"] == server.v2_version
     assert "id" not in client.infer(server.model, [image_input(images[:2])]).get_response()
 
 
@@ -203,12 +213,35 @@ def batch_of_files(server: Server, files: list[bytes]) -> np.ndarray:
 def test_image_bytes_on_real_world_images(server: Server, binary: bool) -> None:
     files, labels = realworld_samples()
     outputs = [tritonclient.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "digit")]
-    result = server.triton().infer(server.model, [bytes_input(files, binary)], outputs=outputs)
+    result = server.triton().infer(server.bytes_model, [bytes_input(files, binary)], outputs=outputs)
+    assert result.get_response()["model_name"] == server.bytes_model
     probabilities = result.as_numpy("probabilities")
     np.testing.assert_allclose(probabilities, batch_of_files(server, files), atol=1e-5)
     digits = result.as_numpy("digit")
     np.testing.assert_array_equal(digits, probabilities.argmax(axis=1))
     assert (digits == np.array(labels)).mean() >= 0.75, (digits.tolist(), labels)
+
+
+def test_image_bytes_still_accepted_by_the_tensor_model(server: Server) -> None:
+    """Today's documented request (image_bytes to the tensor model) keeps working, though no longer listed."""
+    files, _ = realworld_samples()
+    expected = server.triton().infer(server.bytes_model, [bytes_input(files[:4])]).as_numpy("probabilities")
+    result = server.triton().infer(server.model, [bytes_input(files[:4])])
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-6)
+    assert result.get_response()["model_name"] == server.model
+
+
+def test_bytes_model_takes_a_column_shape(server: Server) -> None:
+    """[N, 1], as a tool reading the configuration's dims [1] would send, works as [N] does."""
+    files, _ = realworld_samples()
+    data = [base64.b64encode(f).decode() for f in files[:3]]
+    results = []
+    for shape, values in (([3], data), ([3, 1], data), ([3, 1], [[d] for d in data])):
+        body = {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": shape, "data": values}]}
+        response = server.http.post(server.infer_url(server.bytes_model), json=body)
+        assert response.status_code == 200, response.text
+        results.append(response.json()["outputs"][0]["data"])
+    assert results[0] == results[1] == results[2]
 
 
 def test_gzip_compressed_request(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
