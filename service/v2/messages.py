@@ -79,7 +79,10 @@ NO_HEADER_LENGTH = (
 BINARY_MISMATCH = (
     "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add up to {expected}"
 )
-UNKNOWN_OUTPUT = "unknown output {name}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
+UNKNOWN_OUTPUT = (
+    "unknown output {name}: request any of 'probabilities' (FP32 [N, 10]), 'digit' (INT64 [N]), "
+    "'is_digit' (BOOL [N]) and 'digit_score' (FP32 [N])"
+)
 DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
 UNSUPPORTED_PARAMETER = "parameter {name!r} is not supported by this server: {hint}"
 CONTENT_ENCODING = "unsupported Content-Encoding {value!r}: send the body uncompressed, gzip or deflate"

@@ -113,12 +113,9 @@ async def read_request(request: Request, settings: Settings) -> tuple[dict[str, 
 
 
 def inference_response(
-    model: str, version: str, request_id: str | None, probabilities: np.ndarray, outputs: list[tuple[str, bool]]
+    header: dict[str, object], tensors: dict[str, np.ndarray], outputs: list[tuple[str, bool]]
 ) -> Response:
-    header: dict[str, object] = {"model_name": model, "model_version": version}
-    if request_id is not None:
-        header["id"] = request_id
-    content, json_length = encode.response_body(header, encode.output_tensors(probabilities), outputs)
+    content, json_length = encode.response_body(header, tensors, outputs)
     if json_length is None:
         return Response(content, media_type=JSON)
     response = Response(content, media_type=BINARY)
@@ -303,8 +300,14 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         prepare = parse.inference_work(body, binary, runtime.settings, model)
         _, probabilities = await runtime.classify(timer.timed(prepare))
         timer.mark_inferred()
-        version = spec.protocol_version(classifier.version)
-        response = inference_response(model.name, version, request_id, probabilities, outputs)
+        header: dict[str, object] = {
+            "model_name": model.name,
+            "model_version": spec.protocol_version(classifier.version),
+        }
+        if request_id is not None:
+            header["id"] = request_id
+        digit_score, is_digit = encode.digit_verdict(probabilities, classifier, runtime.settings)
+        response = inference_response(header, encode.output_tensors(probabilities, digit_score, is_digit), outputs)
     except BaseException:
         # Bad inputs, timeouts and disconnects alike: Triton counts every request that failed.
         timer.failed()

@@ -76,6 +76,8 @@ class ModelMetadata(BaseModel):
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, 10]},
                         {"name": DIGIT, "datatype": "INT64", "shape": [-1]},
+                        {"name": "is_digit", "datatype": "BOOL", "shape": [-1]},
+                        {"name": "digit_score", "datatype": "FP32", "shape": [-1]},
                     ],
                 }
             ]
@@ -106,12 +108,12 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    name: Literal["probabilities", "digit"]
+    name: Literal["probabilities", "digit", "is_digit", "digit_score"]
     parameters: dict[str, Parameter] | None = Field(None, description="binary_data: return it as binary data.")
 
 
 class InferenceRequest(BaseModel):
-    """Exactly one input tensor; outputs default to both."""
+    """Exactly one input tensor; outputs default to all four."""
 
     id: str | None = Field(None, description="Echoed back in the response.")
     parameters: dict[str, Parameter] | None = Field(
@@ -126,7 +128,7 @@ class ResponseOutput(BaseModel):
     datatype: str
     shape: list[int]
     parameters: dict[str, Parameter] | None = None
-    data: list[float] | None = None
+    data: list[float] | list[bool] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -141,6 +143,8 @@ class InferenceResponse(BaseModel):
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [1, 10], "data": PROBABILITIES_EXAMPLE},
                         {"name": DIGIT, "datatype": "INT64", "shape": [1], "data": [7]},
+                        {"name": "is_digit", "datatype": "BOOL", "shape": [1], "data": [True]},
+                        {"name": "digit_score", "datatype": "FP32", "shape": [1], "data": [1.0]},
                     ],
                 }
             ]

@@ -29,6 +29,8 @@ IMAGE: Final = "image"
 IMAGE_BYTES: Final = "image_bytes"
 PROBABILITIES: Final = "probabilities"
 DIGIT: Final = "digit"
+IS_DIGIT: Final = "is_digit"
+DIGIT_SCORE: Final = "digit_score"
 PIXELS: Final = 28 * 28
 #: The name of the bytes model is the classifier's with this suffix.
 BYTES_SUFFIX: Final = "-bytes"
@@ -48,7 +50,15 @@ class Tensor:
 IMAGE_TENSOR: Final = Tensor(IMAGE, "FP32", (-1, 28, 28, 1))
 IMAGE_BYTES_TENSOR: Final = Tensor(IMAGE_BYTES, "BYTES", (-1,))
 INPUTS: Final = {t.name: t for t in (IMAGE_TENSOR, IMAGE_BYTES_TENSOR)}
-OUTPUTS: Final = {t.name: t for t in (Tensor(PROBABILITIES, "FP32", (-1, 10)), Tensor(DIGIT, "INT64", (-1,)))}
+OUTPUTS: Final = {
+    t.name: t
+    for t in (
+        Tensor(PROBABILITIES, "FP32", (-1, 10)),
+        Tensor(DIGIT, "INT64", (-1,)),
+        Tensor(IS_DIGIT, "BOOL", (-1,)),
+        Tensor(DIGIT_SCORE, "FP32", (-1,)),
+    )
+}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ def test_server_live_ready_and_metadata(server: Server) -> None:
 OUTPUTS = [
     {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
     {"name": "digit", "datatype": "INT64", "shape": [-1]},
+    {"name": "is_digit", "datatype": "BOOL", "shape": [-1]},
+    {"name": "digit_score", "datatype": "FP32", "shape": [-1]},
 ]
 
 
@@ -99,6 +101,45 @@ def test_binary_inference_equals_predict_batch(server: Server, mnist_sample: tup
     np.testing.assert_allclose(probabilities, batch_probabilities(server, images), atol=1e-5)
     np.testing.assert_array_equal(digits, probabilities.argmax(axis=1))
     assert (digits == labels).mean() >= 0.95
+    # Open-set outputs: today's model has no digit_score output, so every image is a digit at 1.0.
+    is_digit, digit_score = result.as_numpy("is_digit"), result.as_numpy("digit_score")
+    assert is_digit.dtype == np.bool_ and is_digit.shape == (len(images),) and is_digit.all()
+    assert digit_score.dtype == np.float32 and digit_score.shape == (len(images),)
+    np.testing.assert_array_equal(digit_score, 1.0)
+    assert [o["name"] for o in result.get_response()["outputs"]] == [
+        "probabilities",
+        "digit",
+        "is_digit",
+        "digit_score",
+    ]
+
+
+def test_open_set_outputs_in_json_and_binary(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_sample
+    body = {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "FP32",
+                "shape": [3, 28, 28, 1],
+                "data": model_input(images[:3]).ravel().tolist(),
+            }
+        ],
+        "outputs": [{"name": "is_digit"}, {"name": "digit_score"}],
+    }
+    response = server.http.post(server.infer_url(), json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"] == [
+        {"name": "is_digit", "datatype": "BOOL", "shape": [3], "data": [True, True, True]},
+        {"name": "digit_score", "datatype": "FP32", "shape": [3], "data": [1.0, 1.0, 1.0]},
+    ]
+    # As binary data, BOOL is one byte per element.
+    body["parameters"] = {"binary_data_output": True}
+    response = server.http.post(server.infer_url(), json=body)
+    length = int(response.headers["inference-header-content-length"])
+    header = orjson.loads(response.content[:length])
+    assert [o["parameters"]["binary_data_size"] for o in header["outputs"]] == [3, 12]
+    assert response.content[length : length + 3] == b"\x01\x01\x01"
 
 
 def test_json_inference_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
@@ -212,7 +253,8 @@ def batch_of_files(server: Server, files: list[bytes]) -> np.ndarray:
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json-base64"])
 def test_image_bytes_on_real_world_images(server: Server, binary: bool) -> None:
     files, labels = realworld_samples()
-    outputs = [tritonclient.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "digit")]
+    names = ("probabilities", "digit", "is_digit", "digit_score")
+    outputs = [tritonclient.InferRequestedOutput(name, binary_data=binary) for name in names]
     result = server.triton().infer(server.bytes_model, [bytes_input(files, binary)], outputs=outputs)
     assert result.get_response()["model_name"] == server.bytes_model
     probabilities = result.as_numpy("probabilities")
@@ -220,6 +262,8 @@ def test_image_bytes_on_real_world_images(server: Server, binary: bool) -> None:
     digits = result.as_numpy("digit")
     np.testing.assert_array_equal(digits, probabilities.argmax(axis=1))
     assert (digits == np.array(labels)).mean() >= 0.75, (digits.tolist(), labels)
+    assert result.as_numpy("is_digit").tolist() == [True] * len(files)
+    np.testing.assert_array_equal(result.as_numpy("digit_score"), 1.0)
 
 
 def test_image_bytes_still_accepted_by_the_tensor_model(server: Server) -> None:
