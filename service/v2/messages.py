@@ -34,7 +34,7 @@ UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version
 FIELD_TYPE = "{field} must be {expected}"
 ONE_INPUT = (
     "send exactly one input tensor: 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1) or 'image_bytes' "
-    "(BYTES [N], encoded image files); got {got}"
+    "(BYTES [N, 1], encoded image files); got {got}"
 )
 UNKNOWN_INPUT = "model {model!r} has no input {name}: {expected}"
 #: What each model takes, for UNKNOWN_INPUT's {expected}: the tensor model, then the bytes model.
@@ -43,7 +43,7 @@ TENSOR_INPUT = (
     "model {other!r}"
 )
 BYTES_INPUT = (
-    "send 'image_bytes' (BYTES [N], encoded image files); send MNIST-form tensors as 'image' to the model {other!r}"
+    "send 'image_bytes' (BYTES [N, 1], encoded image files); send MNIST-form tensors as 'image' to the model {other!r}"
 )
 WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got}"
 WRONG_SHAPE = "input {name!r} must have shape {expected} with N from 1 to {limit}; got {got}"
@@ -58,11 +58,6 @@ DATA_NESTING = (
     "lists of exactly the shape {shape}"
 )
 NOT_NUMERIC = "input 'image' must contain only numbers (no strings, booleans or nulls)"
-NOT_FINITE = "input 'image' contains NaN or infinite values: send finite numbers from 0 to 1"
-OUT_OF_RANGE = (
-    "input 'image' values must be from 0 to 1 (MNIST form, white ink on black); got values from "
-    "{low:g} to {high:g}: divide 0-255 pixels by 255"
-)
 BINARY_SIZE = "input {name!r} has binary_data_size {got}; its shape {shape} of {datatype} needs {expected} bytes"
 BYTES_ELEMENT = (
     "input 'image_bytes' binary data is malformed at element {index}: each element must be a 4-byte "

@@ -44,7 +44,7 @@ JSON_ERRORS = [
     (
         "bytes-wrong-shape",
         {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 2], "data": ["x"]}]},
-        "input 'image_bytes' must have shape [N]",
+        "input 'image_bytes' must have shape [N] or [N, 1]",
     ),
     (
         "data-too-short",
@@ -65,9 +65,6 @@ JSON_ERRORS = [
     ("strings", {"inputs": [image_tensor(["0.5"] * 784)]}, messages.NOT_NUMERIC),
     ("booleans", {"inputs": [image_tensor([True] + blank()[1:])]}, messages.NOT_NUMERIC),
     ("nulls", {"inputs": [image_tensor([None] + blank()[1:])]}, messages.NOT_NUMERIC),
-    ("out-of-range", {"inputs": [image_tensor([255.0] + blank()[1:])]}, "values must be from 0 to 1"),
-    ("negative", {"inputs": [image_tensor([-0.5] + blank()[1:])]}, "values must be from 0 to 1"),
-    ("overflow", {"inputs": [image_tensor([1e300] + blank()[1:])]}, messages.NOT_FINITE),
     ("no-data", {"inputs": [image_tensor()]}, messages.NO_DATA.format(name="image")),
     (
         "bytes-not-base64",
@@ -184,18 +181,6 @@ def test_binary_errors_are_400(server: Server) -> None:
         ),
         (
             *binary_request(
-                {"inputs": [image_tensor(parameters={"binary_data_size": 3136})]}, np.full_like(zeros, np.nan).tobytes()
-            ),
-            messages.NOT_FINITE,
-        ),
-        (
-            *binary_request(
-                {"inputs": [image_tensor(parameters={"binary_data_size": 3136})]}, np.full_like(zeros, 255).tobytes()
-            ),
-            "got values from 255 to 255",
-        ),
-        (
-            *binary_request(
                 {
                     "inputs": [
                         {
@@ -243,12 +228,12 @@ def test_each_model_refuses_the_other_models_input(server: Server) -> None:
 
 
 def test_tritonclient_sees_the_error_message(server: Server) -> None:
-    tensor = tritonclient.InferInput("image", [1, 28, 28, 1], "FP32")
-    tensor.set_data_from_numpy(np.full((1, 28, 28, 1), 2.0, np.float32))
+    tensor = tritonclient.InferInput("image", [1, 28, 28], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 28, 28), np.float32))
     with pytest.raises(InferenceServerException) as caught:
         server.triton().infer(server.model, [tensor])
     assert caught.value.status() == "400"
-    assert "values must be from 0 to 1" in caught.value.message()
+    assert "input 'image' must have shape [N, 28, 28, 1]" in caught.value.message()
 
 
 def test_limits_are_413(server: Server) -> None:

@@ -46,7 +46,7 @@ def test_model_ready_and_metadata(server: Server) -> None:
     client = server.triton()
     inputs = {
         server.model: [{"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
-        server.bytes_model: [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
+        server.bytes_model: [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1, 1]}],
     }
     for model, model_inputs in inputs.items():
         # Triton's integer version ("1"), and the model's own ("1.0.0-int8"), name the served version.
@@ -140,6 +140,33 @@ def test_open_set_outputs_in_json_and_binary(server: Server, mnist_sample: tuple
     header = orjson.loads(response.content[:length])
     assert [o["parameters"]["binary_data_size"] for o in header["outputs"]] == [3, 12]
     assert response.content[length : length + 3] == b"\x01\x01\x01"
+
+
+def test_any_fp32_tensor_is_answered_as_the_nearest_in_range(
+    server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """perf_analyzer's generated data is random bytes as FP32: NaN, infinities, huge values. Each is answered."""
+    images, _ = mnist_sample
+    random_bits = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1, 4), dtype=np.uint8).view("<f4")[..., 0]
+    assert np.isnan(random_bits).any() and (np.abs(random_bits[np.isfinite(random_bits)]) > 1).any()
+    client = server.triton()
+    tensor = tritonclient.InferInput("image", [4, 28, 28, 1], "FP32").set_data_from_numpy(random_bits)
+    probabilities = client.infer(server.model, [tensor]).as_numpy("probabilities")
+    clipped = np.clip(np.nan_to_num(random_bits, nan=0.0, posinf=1.0, neginf=0.0), 0, 1).astype(np.float32)
+    expected = client.infer(
+        server.model, [tritonclient.InferInput("image", [4, 28, 28, 1], "FP32").set_data_from_numpy(clipped)]
+    )
+    np.testing.assert_allclose(probabilities, expected.as_numpy("probabilities"), atol=1e-6)
+    assert np.isfinite(probabilities).all()
+    # The same in JSON, with numbers beyond float32.
+    values = model_input(images[:1]).ravel().tolist()
+    body = {
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28, 1], "data": [1e300, -5.0, *values[2:]]}]
+    }
+    response = server.http.post(server.infer_url(), json=body)
+    assert response.status_code == 200, response.text
+    body["inputs"][0]["data"] = [1.0, 0.0, *values[2:]]
+    assert server.http.post(server.infer_url(), json=body).json() == response.json()
 
 
 def test_json_inference_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
@@ -255,7 +282,7 @@ def test_image_bytes_on_real_world_images(server: Server, binary: bool) -> None:
     files, labels = realworld_samples()
     names = ("probabilities", "digit", "is_digit", "digit_score")
     outputs = [tritonclient.InferRequestedOutput(name, binary_data=binary) for name in names]
-    result = server.triton().infer(server.bytes_model, [bytes_input(files, binary)], outputs=outputs)
+    result = server.triton().infer(server.bytes_model, [bytes_input(files, binary, column=True)], outputs=outputs)
     assert result.get_response()["model_name"] == server.bytes_model
     probabilities = result.as_numpy("probabilities")
     np.testing.assert_allclose(probabilities, batch_of_files(server, files), atol=1e-5)
@@ -276,7 +303,7 @@ def test_image_bytes_still_accepted_by_the_tensor_model(server: Server) -> None:
 
 
 def test_bytes_model_takes_a_column_shape(server: Server) -> None:
-    """[N, 1], as a tool reading the configuration's dims [1] would send, works as [N] does."""
+    """[N, 1] (listed, what perf_analyzer sends) and [N] (documented before) work alike, flat or nested."""
     files, _ = realworld_samples()
     data = [base64.b64encode(f).decode() for f in files[:3]]
     results = []

@@ -57,7 +57,6 @@ def test_bytes_model_config(server: Server) -> None:
             "name": "image_bytes",
             "data_type": "TYPE_STRING",
             "dims": [1],
-            "reshape": {"shape": []},
             "format": "FORMAT_NONE",
             "is_shape_tensor": False,
             "optional": False,
