@@ -94,7 +94,7 @@ Parameter = str | int | float | bool
 
 
 class RequestInput(BaseModel):
-    """One input tensor: ``image`` (FP32 [N, 28, 28, 1], 0–1) or ``image_bytes`` (BYTES [N], base64 files)."""
+    """One input tensor: ``image`` (FP32 [N, 28, 28, 1], 0–1) or ``image_bytes`` (BYTES [N, 1] or [N], base64 files)."""
 
     name: Literal["image", "image_bytes"]
     datatype: Literal["FP32", "BYTES"]
@@ -185,14 +185,14 @@ def _example_digit() -> list[float]:
 def infer_spec() -> dict[str, Any]:
     examples = {
         "image_bytes": {
-            "summary": "Encoded image files, base64 (JSON)",
+            "summary": "Encoded image files, base64 (JSON): POST to the model mnist-improved-bytes",
             "value": {
                 "id": "42",
-                "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1], "data": [PNG_BASE64_EXAMPLE]}],
+                "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1, 1], "data": [PNG_BASE64_EXAMPLE]}],
             },
         },
         "image": {
-            "summary": "MNIST-form FP32 tensor, flat row-major (JSON)",
+            "summary": "MNIST-form FP32 tensor, flat row-major (JSON): POST to the model mnist-improved",
             "value": {
                 "id": "43",
                 "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [1, 28, 28, 1], "data": _example_digit()}],
@@ -220,7 +220,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": V2Error, "description": description}
     for code, description in {
         400: "Malformed request: invalid JSON, unknown input or output, wrong datatype or shape, data not "
-        "matching the shape, non-numeric or out-of-range values, an undecodable image or no digit.",
+        "matching the shape, non-numeric values, an undecodable image or no digit.",
         404: "Unknown model or version.",
         413: "Body or batch over its limit.",
         503: "Model not ready, or inference failed; retry.",
