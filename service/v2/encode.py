@@ -11,7 +11,19 @@ import orjson
 
 from service.config import Settings
 from service.inference import Classifier
-from service.v2.spec import DIGIT, DIGIT_SCORE, IS_DIGIT, OUTPUTS, PLATFORM, PROBABILITIES, ModelSpec, Tensor
+from service.routes import Runtime
+from service.v2.spec import (
+    DIGIT,
+    DIGIT_SCORE,
+    IS_DIGIT,
+    OUTPUTS,
+    PLATFORM,
+    PROBABILITIES,
+    ModelSpec,
+    Tensor,
+    protocol_version,
+    served_models,
+)
 
 #: The protocol's datatypes as Triton's model configuration names them.
 CONFIG_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL", "BYTES": "TYPE_STRING"}
@@ -131,3 +143,17 @@ def model_config(model: ModelSpec, classifier: Classifier, settings: Settings) -
             "sha256": {"string_value": classifier.sha256},
         },
     }
+
+
+def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, object]]:
+    """Every model name served, with its version and state (only the ready ones if asked)."""
+    classifier = runtime.classifier
+    if classifier is None:
+        return []
+    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
+    if only_ready and state != "READY":
+        return []
+    version = protocol_version(classifier.version)
+    return [
+        {"name": name, "version": version, "state": state, "reason": reason} for name in served_models(classifier.name)
+    ]

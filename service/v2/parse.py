@@ -16,8 +16,9 @@ import orjson
 
 from service import errors, parsing
 from service.config import Settings
-from service.inference import Prepare
-from service.routes import ImagesWork
+from service.inference import Classifier, Prepare
+from service.routes import ImagesWork, Runtime
+from service.v2 import spec
 from service.v2.messages import (
     BINARY_MISMATCH,
     BINARY_SIZE,
@@ -39,7 +40,9 @@ from service.v2.messages import (
     ONE_INPUT,
     TENSOR_INPUT,
     UNKNOWN_INPUT,
+    UNKNOWN_MODEL,
     UNKNOWN_OUTPUT,
+    UNKNOWN_VERSION,
     UNSUPPORTED_PARAMETER,
     UNSUPPORTED_PARAMETERS,
     WRONG_DATATYPE,
@@ -51,6 +54,21 @@ from service.v2.spec import BYTES_SUFFIX, IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, P
 
 def bad(message: str) -> errors.BadRequest:
     return errors.BadRequest(message)
+
+
+def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Classifier, ModelSpec]:
+    """The classifier and the model a request names (at that version; None or "" for any); 404 otherwise."""
+    classifier = runtime.classifier
+    if classifier is None:
+        raise errors.Unavailable(errors.MODEL_NOT_READY)
+    models = spec.served_models(classifier.name)
+    model = models.get(name)
+    if model is None:
+        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
+    if version and version not in (spec.protocol_version(classifier.version), classifier.version):
+        served, full = spec.protocol_version(classifier.version), classifier.version
+        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=served, full=full))
+    return classifier, model
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, object], memoryview | None]:

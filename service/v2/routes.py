@@ -16,10 +16,9 @@ from fastapi.routing import APIRoute
 
 from service import errors, metrics, parsing
 from service.config import Settings
-from service.inference import Classifier
-from service.routes import JSON, Runtime, json_response, runtime_of
+from service.routes import JSON, json_response, runtime_of
 from service.v2 import encode, parse, spec, stats
-from service.v2.messages import FIELD_TYPE, METHOD_NOT_ALLOWED, UNKNOWN_MODEL, UNKNOWN_ROUTE, UNKNOWN_VERSION, echo
+from service.v2.messages import FIELD_TYPE, METHOD_NOT_ALLOWED, UNKNOWN_ROUTE, echo
 from service.v2.schemas import (
     INFER_RESPONSES,
     NOT_FOUND,
@@ -35,7 +34,7 @@ from service.v2.schemas import (
     ServerReady,
     infer_spec,
 )
-from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME, ModelSpec
+from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: A repository index request is at most a small JSON object.
@@ -86,21 +85,6 @@ class V2Route(APIRoute):
                 return error_response(exc)
 
         return v2_handler
-
-
-def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Classifier, ModelSpec]:
-    """The classifier and the model the path names (at that version); 404 otherwise."""
-    classifier = runtime.classifier
-    if classifier is None:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
-    models = spec.served_models(classifier.name)
-    model = models.get(name)
-    if model is None:
-        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
-    if version is not None and version not in (spec.protocol_version(classifier.version), classifier.version):
-        served, full = spec.protocol_version(classifier.version), classifier.version
-        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=served, full=full))
-    return classifier, model
 
 
 async def read_request(request: Request, settings: Settings) -> tuple[dict[str, object], memoryview | None]:
@@ -189,7 +173,7 @@ async def _statistics(request: Request, model_name: str | None, version: str | N
             raise errors.Unavailable(errors.MODEL_NOT_READY)
         classifier, names = runtime.classifier, list(spec.served_models(runtime.classifier.name))
     else:
-        classifier, model = served_model(runtime, model_name, version)
+        classifier, model = parse.served_model(runtime, model_name, version)
         names = [model.name]
     values = await asyncio.to_thread(stats.snapshot)
     version = spec.protocol_version(classifier.version)
@@ -217,7 +201,7 @@ async def model_version_config(request: Request, model_name: str, model_version:
 
 def _config(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier, model = served_model(runtime, model_name, version)
+    classifier, model = parse.served_model(runtime, model_name, version)
     return json_response(encode.model_config(model, classifier, runtime.settings))
 
 
@@ -227,20 +211,12 @@ async def repository_index(request: Request) -> Response:
     runtime = runtime_of(request)
     body = await parsing.read_body(request.headers.get("content-length"), request.stream(), INDEX_BODY_BYTES)
     only_ready = parse.index_request(body)
-    classifier = runtime.classifier
-    if classifier is None:
-        return json_response([])
-    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
-    if only_ready and state != "READY":
-        return json_response([])
-    models = spec.served_models(classifier.name)
-    version = spec.protocol_version(classifier.version)
-    return json_response([{"name": n, "version": version, "state": state, "reason": reason} for n in models])
+    return json_response(encode.repository_index(runtime, only_ready))
 
 
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    _, model = served_model(runtime, model_name, version)
+    _, model = parse.served_model(runtime, model_name, version)
     if runtime.draining:
         raise errors.Unavailable(errors.SHUTTING_DOWN)
     if not runtime.ready:
@@ -266,7 +242,7 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
 
 
 def _metadata(request: Request, model_name: str, version: str | None) -> Response:
-    classifier, model = served_model(runtime_of(request), model_name, version)
+    classifier, model = parse.served_model(runtime_of(request), model_name, version)
     return json_response(encode.model_metadata(model, spec.protocol_version(classifier.version)))
 
 
@@ -289,7 +265,7 @@ async def model_version_metadata(request: Request, model_name: str, model_versio
 
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier, model = served_model(runtime, model_name, version)
+    classifier, model = parse.served_model(runtime, model_name, version)
     timer = stats.Timer(model.name)
     try:
         body, binary = await read_request(request, runtime.settings)

@@ -174,3 +174,25 @@ def test_model_stats_shape_without_any_request() -> None:
     stages = entry["inference_stats"]
     assert isinstance(stages, dict) and set(stages) == {*stats.STAGES, *stats.ZERO_STAGES}
     assert spec.EXTENSIONS[0] == "binary_tensor_data"
+
+
+def test_served_model_resolution_for_every_transport() -> None:
+    """What HTTP paths and gRPC requests (where no version is "") name, resolved the same way."""
+    from service import errors
+    from service.config import Settings
+    from service.inference import Classifier
+    from service.routes import Runtime
+    from service.v2 import parse
+
+    settings = Settings(workers=1)
+    runtime = Runtime(settings, classifier=Classifier(settings.model_path))
+    assert runtime.classifier is not None
+    name, full = runtime.classifier.name, runtime.classifier.version
+    for version in (None, "", "1", full):
+        assert parse.served_model(runtime, name + spec.BYTES_SUFFIX, version)[1].inputs == (spec.IMAGE_BYTES_TENSOR,)
+    for model, version in (("stats", None), (name, "2"), (name, "1.0")):
+        with pytest.raises(errors.NotFound):
+            parse.served_model(runtime, model, version)
+    with pytest.raises(errors.Unavailable):
+        parse.served_model(Runtime(settings), name, None)
+    assert stats.model_stats(name, "1", {})["version"] == "1"
