@@ -11,17 +11,53 @@ import orjson
 
 from service.config import Settings
 from service.inference import Classifier
-from service.v2.spec import DIGIT, OUTPUTS, PLATFORM, PROBABILITIES, ModelSpec, Tensor
+from service.routes import Runtime
+from service.v2.spec import (
+    DIGIT,
+    DIGIT_SCORE,
+    IS_DIGIT,
+    OUTPUTS,
+    PLATFORM,
+    PROBABILITIES,
+    ModelSpec,
+    Tensor,
+    protocol_version,
+    served_models,
+)
 
 #: The protocol's datatypes as Triton's model configuration names them.
 CONFIG_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL", "BYTES": "TYPE_STRING"}
 
 
-def output_tensors(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output, by name, as the little-endian arrays the protocol sends."""
+#: The strictness when neither the settings nor the model's metadata (``open_set.threshold``) give one.
+#: Only models without a digit_score output get here, and their score is always 1.0.
+DEFAULT_STRICTNESS = 0.5
+
+
+def digit_verdict(
+    probabilities: np.ndarray, classifier: Classifier, settings: Settings
+) -> tuple[np.ndarray, np.ndarray]:
+    """``digit_score`` and ``is_digit`` of each image: ``is_digit = digit_score >= strictness``.
+
+    The classifier gives probabilities only, so every image scores 1.0: the contract treats a model
+    without a ``digit_score`` output as always a digit. Once the classifier returns the open-set
+    model's ``digit_score``, pass it here instead of the ones; strictness is the setting
+    (``DIGITS_STRICTNESS``), else the metadata's ``open_set.threshold``.
+    """
+    scores = np.ones(len(probabilities), "<f4")
+    strictness = getattr(settings, "strictness", None)
+    if strictness is None:
+        strictness = (classifier.metadata.get("open_set") or {}).get("threshold", DEFAULT_STRICTNESS)
+    return scores, scores >= strictness
+
+
+def output_tensors(probabilities: np.ndarray, digit_score: np.ndarray, is_digit: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output, by name, as the little-endian arrays the protocol sends (BOOL: one byte each)."""
     return {
         PROBABILITIES: np.ascontiguousarray(probabilities, dtype="<f4"),
         DIGIT: probabilities.argmax(axis=1).astype("<i8"),
+        IS_DIGIT: np.ascontiguousarray(is_digit, dtype=np.bool_),
+        DIGIT_SCORE: np.ascontiguousarray(digit_score, dtype="<f4"),
     }
 
 
@@ -107,3 +143,17 @@ def model_config(model: ModelSpec, classifier: Classifier, settings: Settings) -
             "sha256": {"string_value": classifier.sha256},
         },
     }
+
+
+def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, object]]:
+    """Every model name served, with its version and state (only the ready ones if asked)."""
+    classifier = runtime.classifier
+    if classifier is None:
+        return []
+    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
+    if only_ready and state != "READY":
+        return []
+    version = protocol_version(classifier.version)
+    return [
+        {"name": name, "version": version, "state": state, "reason": reason} for name in served_models(classifier.name)
+    ]

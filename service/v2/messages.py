@@ -8,17 +8,44 @@ from __future__ import annotations
 
 from typing import Final
 
+import orjson
+
+#: The most characters of one client value that a message repeats: enough to recognise it, and
+#: small enough that no error grows with what the client sent (a 5 MB datatype, a 1M-entry shape).
+ECHO_CHARS: Final = 60
+
+
+def echo(value: object) -> str:
+    """A client's value as a message shows it: quoted if a string, else as JSON; cut to ECHO_CHARS."""
+    if isinstance(value, str):
+        text = repr(value[: ECHO_CHARS + 1])
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:
+            text = type(value).__name__
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
 EXAMPLE = '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": ["<base64 PNG>"]}]}'
 UNKNOWN_MODEL = "unknown model {name!r}: this server serves {served}"
 INDEX_BODY = 'a repository index request must be empty or a JSON object such as {"ready": true}'
-UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r}"
+UNKNOWN_VERSION = "model {name!r} has no version {version!r}: the served version is {served!r} (model version {full!r})"
 FIELD_TYPE = "{field} must be {expected}"
 ONE_INPUT = (
     "send exactly one input tensor: 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1) or 'image_bytes' "
-    "(BYTES [N], encoded image files); got {got}"
+    "(BYTES [N, 1], encoded image files); got {got}"
 )
-UNKNOWN_INPUT = "unknown input {name!r}: send 'image' (FP32 [N, 28, 28, 1]) or 'image_bytes' (BYTES [N])"
-WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got!r}"
+UNKNOWN_INPUT = "model {model!r} has no input {name}: {expected}"
+#: What each model takes, for UNKNOWN_INPUT's {expected}: the tensor model, then the bytes model.
+TENSOR_INPUT = (
+    "send 'image' (FP32 [N, 28, 28, 1], MNIST form 0-1); send encoded image files as 'image_bytes' to the "
+    "model {other!r}"
+)
+BYTES_INPUT = (
+    "send 'image_bytes' (BYTES [N, 1], encoded image files); send MNIST-form tensors as 'image' to the model {other!r}"
+)
+WRONG_DATATYPE = "input {name!r} must have datatype {expected}; got {got}"
 WRONG_SHAPE = "input {name!r} must have shape {expected} with N from 1 to {limit}; got {got}"
 NO_DATA = (
     "input {name!r} has no data: send it in 'data', or as binary data after the JSON with "
@@ -31,11 +58,6 @@ DATA_NESTING = (
     "lists of exactly the shape {shape}"
 )
 NOT_NUMERIC = "input 'image' must contain only numbers (no strings, booleans or nulls)"
-NOT_FINITE = "input 'image' contains NaN or infinite values: send finite numbers from 0 to 1"
-OUT_OF_RANGE = (
-    "input 'image' values must be from 0 to 1 (MNIST form, white ink on black); got values from "
-    "{low:g} to {high:g}: divide 0-255 pixels by 255"
-)
 BINARY_SIZE = "input {name!r} has binary_data_size {got}; its shape {shape} of {datatype} needs {expected} bytes"
 BYTES_ELEMENT = (
     "input 'image_bytes' binary data is malformed at element {index}: each element must be a 4-byte "
@@ -52,10 +74,18 @@ NO_HEADER_LENGTH = (
 BINARY_MISMATCH = (
     "the body has {got} bytes of binary data after the JSON, but the inputs' binary_data_size add up to {expected}"
 )
-UNKNOWN_OUTPUT = "unknown output {name!r}: request 'probabilities' (FP32 [N, 10]) and/or 'digit' (INT64 [N])"
+UNKNOWN_OUTPUT = (
+    "unknown output {name}: request any of 'probabilities' (FP32 [N, 10]), 'digit' (INT64 [N]), "
+    "'is_digit' (BOOL [N]) and 'digit_score' (FP32 [N])"
+)
 DUPLICATE_OUTPUT = "output {name!r} is requested twice: request each output once"
 UNSUPPORTED_PARAMETER = "parameter {name!r} is not supported by this server: {hint}"
 CONTENT_ENCODING = "unsupported Content-Encoding {value!r}: send the body uncompressed, gzip or deflate"
+UNKNOWN_ROUTE = (
+    "no v2 endpoint at {path}: see GET /v2 for the server, GET /v2/models/<name> for a model, and "
+    "POST /v2/models/<name>/infer for inference"
+)
+METHOD_NOT_ALLOWED = "{method} is not allowed on {path}: use {allowed}"
 COMPRESSED_BODY = "the body is not valid {encoding} data: send it uncompressed or correctly compressed"
 #: Parameters that ask for features this server does not have; anything else is ignored.
 UNSUPPORTED_PARAMETERS: Final = {

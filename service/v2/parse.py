@@ -16,12 +16,14 @@ import orjson
 
 from service import errors, parsing
 from service.config import Settings
-from service.inference import Prepare
-from service.routes import ImagesWork
+from service.inference import Classifier, Prepare
+from service.routes import ImagesWork, Runtime
+from service.v2 import spec
 from service.v2.messages import (
     BINARY_MISMATCH,
     BINARY_SIZE,
     BYTES_ELEMENT,
+    BYTES_INPUT,
     COMPRESSED_BODY,
     CONTENT_ENCODING,
     DATA_AND_BINARY,
@@ -34,22 +36,39 @@ from service.v2.messages import (
     INDEX_BODY,
     NO_DATA,
     NO_HEADER_LENGTH,
-    NOT_FINITE,
     NOT_NUMERIC,
     ONE_INPUT,
-    OUT_OF_RANGE,
+    TENSOR_INPUT,
     UNKNOWN_INPUT,
+    UNKNOWN_MODEL,
     UNKNOWN_OUTPUT,
+    UNKNOWN_VERSION,
     UNSUPPORTED_PARAMETER,
     UNSUPPORTED_PARAMETERS,
     WRONG_DATATYPE,
     WRONG_SHAPE,
+    echo,
 )
-from service.v2.spec import IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
+from service.v2.spec import BYTES_SUFFIX, IMAGE, IMAGE_BYTES, INPUTS, OUTPUTS, PIXELS, ModelSpec
 
 
 def bad(message: str) -> errors.BadRequest:
     return errors.BadRequest(message)
+
+
+def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Classifier, ModelSpec]:
+    """The classifier and the model a request names (at that version; None or "" for any); 404 otherwise."""
+    classifier = runtime.classifier
+    if classifier is None:
+        raise errors.Unavailable(errors.MODEL_NOT_READY)
+    models = spec.served_models(classifier.name)
+    model = models.get(name)
+    if model is None:
+        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
+    if version and version not in (spec.protocol_version(classifier.version), classifier.version):
+        served, full = spec.protocol_version(classifier.version), classifier.version
+        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=served, full=full))
+    return classifier, model
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, object], memoryview | None]:
@@ -138,7 +157,7 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
         if not isinstance(name, str):
             raise bad(FIELD_TYPE.format(field=f"outputs[{i}].name", expected="a string"))
         if name not in OUTPUTS:
-            raise bad(UNKNOWN_OUTPUT.format(name=name[:100]))
+            raise bad(UNKNOWN_OUTPUT.format(name=echo(name)))
         if any(name == seen for seen, _ in outputs):
             raise bad(DUPLICATE_OUTPUT.format(name=name))
         output_parameters = _parameters(item.get("parameters"), f"outputs[{i}].parameters")
@@ -149,12 +168,12 @@ def requested_outputs(body: dict[str, object]) -> list[tuple[str, bool]]:
 
 def _shape(value: object, name: str, tail: list[int], limit: int) -> int:
     """The batch size N of a shape that must be ``[N, *tail]``."""
-    expected = "[" + ", ".join(["N", *map(str, tail)]) + "]"
+    expected = "[N] or [N, 1]" if name == IMAGE_BYTES else "[" + ", ".join(["N", *map(str, tail)]) + "]"
     if not isinstance(value, list) or not all(type(d) is int for d in value):
-        got = orjson.dumps(value).decode()[:60] if value is not None else "none"
+        got = echo(value) if value is not None else "none"
         raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=got))
     if len(value) != len(tail) + 1 or value[1:] != tail or value[0] < 0:
-        raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=value))
+        raise bad(WRONG_SHAPE.format(name=name, expected=expected, limit=limit, got=echo(value)))
     count: int = value[0]
     if count == 0:
         raise errors.InvalidInput(errors.EMPTY_BATCH)
@@ -177,15 +196,16 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
     if not isinstance(name, str):
         raise bad(FIELD_TYPE.format(field="inputs[0].name", expected="a string: 'image' or 'image_bytes'"))
     if name not in model.accepted:
-        raise bad(UNKNOWN_INPUT.format(name=name[:100]))
+        raise bad(UNKNOWN_INPUT.format(model=model.name, name=echo(name), expected=_expected_inputs(model)))
     datatype = INPUTS[name].datatype
     if tensor.get("datatype") != datatype:
-        given = tensor.get("datatype")
-        given = given[:40] if isinstance(given, str) else given
-        raise bad(WRONG_DATATYPE.format(name=name, expected=datatype, got=given))
+        raise bad(WRONG_DATATYPE.format(name=name, expected=datatype, got=echo(tensor.get("datatype"))))
     limit = settings.max_batch_images
-    tail = [28, 28, 1] if name == IMAGE else []
-    count = _shape(tensor.get("shape"), name, tail, limit)
+    shape_given = tensor.get("shape")
+    # BYTES [N, 1] as listed, or [N] (the form documented before).
+    bytes_column = name == IMAGE_BYTES and isinstance(shape_given, list) and shape_given[1:] == [1]
+    tail = [28, 28, 1] if name == IMAGE else [1] if bytes_column else []
+    count = _shape(shape_given, name, tail, limit)
     shape = [count, *tail]
 
     parameters = _parameters(tensor.get("parameters"), "inputs[0].parameters")
@@ -198,6 +218,8 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
             raise bad(NO_DATA.format(name=name))
         if name == IMAGE:
             return _image_from_json(data, count, shape)
+        if bytes_column:
+            data = _flat(data, name, shape)
         return ImagesWork(_bytes_from_json(data, count), settings.max_image_pixels, "image_bytes[{}]")
 
     if type(size) is not int or size < 0:
@@ -216,14 +238,26 @@ def inference_work(body: dict[str, object], binary: memoryview | None, settings:
     return ImagesWork(_bytes_from_binary(binary, count), settings.max_image_pixels, "image_bytes[{}]")
 
 
-def _check_image(images: np.ndarray) -> np.ndarray:
-    """The model's own input, checked: finite and in [0, 1]."""
+def _expected_inputs(model: ModelSpec) -> str:
+    """What the model takes, and where the other input goes."""
+    if IMAGE in model.accepted:
+        return TENSOR_INPUT.format(other=model.name + BYTES_SUFFIX)
+    return BYTES_INPUT.format(other=model.name.removesuffix(BYTES_SUFFIX))
+
+
+def _clip_image(images: np.ndarray) -> np.ndarray:
+    """The tensor in the model's input range: values outside [0, 1] clipped into it, NaN read as 0.
+
+    Refused with a 400 before, but generic tools cannot meet that: perf_analyzer's own generated
+    data is random bytes read as FP32 (NaN, infinities, 1e38), and every such request failed.
+    Triton runs any tensor as given; the model here is only defined on 0-1, so it gets the
+    nearest tensor in that range. The common mistake (0-255 pixels) gives an all-ink image.
+    """
     low, high = float(images.min()), float(images.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise errors.InvalidInput(NOT_FINITE)
-    if low < 0 or high > 1:
-        raise errors.InvalidInput(OUT_OF_RANGE.format(low=low, high=high))
-    return images
+    if 0 <= low and high <= 1:  # NaN fails both comparisons
+        return images
+    clipped: np.ndarray = np.clip(np.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return clipped.astype(np.float32, copy=False)
 
 
 def _image_from_binary(binary: memoryview, count: int) -> Prepare:
@@ -231,7 +265,7 @@ def _image_from_binary(binary: memoryview, count: int) -> Prepare:
         images = np.frombuffer(binary, dtype="<f4", count=count * PIXELS).reshape(count, 28, 28)
         if not images.flags.aligned or images.dtype != np.float32:
             images = images.astype(np.float32)
-        return _check_image(images)
+        return _clip_image(images)
 
     return prepare
 
@@ -244,9 +278,9 @@ def _image_from_json(data: object, count: int, shape: list[int]) -> Prepare:
             raise errors.InvalidInput(NOT_NUMERIC)
         try:
             images = np.fromiter(values, dtype=np.float32, count=count * PIXELS)
-        except OverflowError:
-            raise errors.InvalidInput(NOT_FINITE) from None
-        return _check_image(images.reshape(count, 28, 28))
+        except OverflowError:  # a number beyond float32 (1e300): clip it in float64 first
+            images = np.clip(np.fromiter(values, dtype=np.float64, count=count * PIXELS), 0.0, 1.0)
+        return _clip_image(images.reshape(count, 28, 28))
 
     return prepare
 

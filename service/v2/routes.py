@@ -16,10 +16,9 @@ from fastapi.routing import APIRoute
 
 from service import errors, metrics, parsing
 from service.config import Settings
-from service.inference import Classifier
-from service.routes import JSON, Runtime, json_response, runtime_of
+from service.routes import JSON, json_response, runtime_of
 from service.v2 import encode, parse, spec, stats
-from service.v2.messages import FIELD_TYPE, UNKNOWN_MODEL, UNKNOWN_VERSION
+from service.v2.messages import FIELD_TYPE, METHOD_NOT_ALLOWED, UNKNOWN_ROUTE, echo
 from service.v2.schemas import (
     INFER_RESPONSES,
     NOT_FOUND,
@@ -35,18 +34,35 @@ from service.v2.schemas import (
     ServerReady,
     infer_spec,
 )
-from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME, ModelSpec
+from service.v2.spec import BINARY, EXTENSIONS, HEADER_LENGTH, SERVER_NAME
 
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: A repository index request is at most a small JSON object.
 INDEX_BODY_BYTES = 4096
 
 # --- Errors in the protocol's form ----------------------------------------------------------------
 
 
+#: The longest error message sent. Every message is a template of at most a few hundred characters
+#: with bounded pieces of the client's input in it; this is the last guard, should a piece slip through.
+MAX_ERROR_CHARS = 1024
+
+
+class MethodNotAllowed(errors.ServiceError):
+    status_code = 405
+
+    def __init__(self, detail: str, allowed: list[str]) -> None:
+        super().__init__(detail)
+        self.allowed = allowed
+
+
 def error_response(exc: errors.ServiceError) -> Response:
     """``{"error": ...}``; bad inputs are 400 here (the protocol's status), limits stay 413."""
     status = 400 if exc.status_code in (415, 422) else exc.status_code
-    response = json_response({"error": exc.detail}, status)
+    detail = exc.detail if len(exc.detail) <= MAX_ERROR_CHARS else exc.detail[: MAX_ERROR_CHARS - 1] + "…"
+    response = json_response({"error": detail}, status)
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["allow"] = ", ".join(exc.allowed)
     if isinstance(exc, errors.TooManyRequests):
         response.headers["retry-after"] = str(exc.retry_after)
     elif status >= 500:
@@ -71,20 +87,6 @@ class V2Route(APIRoute):
         return v2_handler
 
 
-def served_model(runtime: Runtime, name: str, version: str | None) -> tuple[Classifier, ModelSpec]:
-    """The classifier and the model the path names (at that version); 404 otherwise."""
-    classifier = runtime.classifier
-    if classifier is None:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
-    models = spec.served_models(classifier.name)
-    model = models.get(name)
-    if model is None:
-        raise errors.NotFound(UNKNOWN_MODEL.format(name=name[:100], served=" and ".join(map(repr, models))))
-    if version is not None and version != classifier.version:
-        raise errors.NotFound(UNKNOWN_VERSION.format(name=name, version=version[:100], served=classifier.version))
-    return classifier, model
-
-
 async def read_request(request: Request, settings: Settings) -> tuple[dict[str, object], memoryview | None]:
     """The JSON of an inference request and the binary data after it, inflated if it came compressed."""
     body = await parsing.read_body(request.headers.get("content-length"), request.stream(), settings.max_body_bytes)
@@ -95,12 +97,9 @@ async def read_request(request: Request, settings: Settings) -> tuple[dict[str, 
 
 
 def inference_response(
-    model: str, version: str, request_id: str | None, probabilities: np.ndarray, outputs: list[tuple[str, bool]]
+    header: dict[str, object], tensors: dict[str, np.ndarray], outputs: list[tuple[str, bool]]
 ) -> Response:
-    header: dict[str, object] = {"model_name": model, "model_version": version}
-    if request_id is not None:
-        header["id"] = request_id
-    content, json_length = encode.response_body(header, encode.output_tensors(probabilities), outputs)
+    content, json_length = encode.response_body(header, tensors, outputs)
     if json_length is None:
         return Response(content, media_type=JSON)
     response = Response(content, media_type=BINARY)
@@ -174,10 +173,11 @@ async def _statistics(request: Request, model_name: str | None, version: str | N
             raise errors.Unavailable(errors.MODEL_NOT_READY)
         classifier, names = runtime.classifier, list(spec.served_models(runtime.classifier.name))
     else:
-        classifier, model = served_model(runtime, model_name, version)
+        classifier, model = parse.served_model(runtime, model_name, version)
         names = [model.name]
     values = await asyncio.to_thread(stats.snapshot)
-    return json_response({"model_stats": [stats.model_stats(name, classifier.version, values) for name in names]})
+    version = spec.protocol_version(classifier.version)
+    return json_response({"model_stats": [stats.model_stats(name, version, values) for name in names]})
 
 
 @router.get(
@@ -201,7 +201,7 @@ async def model_version_config(request: Request, model_name: str, model_version:
 
 def _config(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier, model = served_model(runtime, model_name, version)
+    classifier, model = parse.served_model(runtime, model_name, version)
     return json_response(encode.model_config(model, classifier, runtime.settings))
 
 
@@ -211,19 +211,12 @@ async def repository_index(request: Request) -> Response:
     runtime = runtime_of(request)
     body = await parsing.read_body(request.headers.get("content-length"), request.stream(), INDEX_BODY_BYTES)
     only_ready = parse.index_request(body)
-    classifier = runtime.classifier
-    if classifier is None:
-        return json_response([])
-    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
-    if only_ready and state != "READY":
-        return json_response([])
-    models = spec.served_models(classifier.name)
-    return json_response([{"name": n, "version": classifier.version, "state": state, "reason": reason} for n in models])
+    return json_response(encode.repository_index(runtime, only_ready))
 
 
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    _, model = served_model(runtime, model_name, version)
+    _, model = parse.served_model(runtime, model_name, version)
     if runtime.draining:
         raise errors.Unavailable(errors.SHUTTING_DOWN)
     if not runtime.ready:
@@ -249,8 +242,8 @@ async def model_version_ready(request: Request, model_name: str, model_version: 
 
 
 def _metadata(request: Request, model_name: str, version: str | None) -> Response:
-    classifier, model = served_model(runtime_of(request), model_name, version)
-    return json_response(encode.model_metadata(model, classifier.version))
+    classifier, model = parse.served_model(runtime_of(request), model_name, version)
+    return json_response(encode.model_metadata(model, spec.protocol_version(classifier.version)))
 
 
 @router.get("/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
@@ -272,7 +265,7 @@ async def model_version_metadata(request: Request, model_name: str, model_versio
 
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
-    classifier, model = served_model(runtime, model_name, version)
+    classifier, model = parse.served_model(runtime, model_name, version)
     timer = stats.Timer(model.name)
     try:
         body, binary = await read_request(request, runtime.settings)
@@ -283,7 +276,14 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         prepare = parse.inference_work(body, binary, runtime.settings, model)
         _, probabilities = await runtime.classify(timer.timed(prepare))
         timer.mark_inferred()
-        response = inference_response(model.name, classifier.version, request_id, probabilities, outputs)
+        header: dict[str, object] = {
+            "model_name": model.name,
+            "model_version": spec.protocol_version(classifier.version),
+        }
+        if request_id is not None:
+            header["id"] = request_id
+        digit_score, is_digit = encode.digit_verdict(probabilities, classifier, runtime.settings)
+        response = inference_response(header, encode.output_tensors(probabilities, digit_score, is_digit), outputs)
     except BaseException:
         # Bad inputs, timeouts and disconnects alike: Triton counts every request that failed.
         timer.failed()
@@ -314,3 +314,21 @@ async def infer(request: Request, model_name: str) -> Response:
 async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
     """Inference, if the model is served at that version."""
     return await _infer(request, model_name, model_version)
+
+
+# Last, so that it answers only what no route above does: unknown paths, and known paths with
+# another method, in the protocol's error form (Triton clients cannot read {"detail": ...}).
+@router.api_route("", methods=[m for m in ALL_METHODS if m != "GET"], include_in_schema=False)
+@router.api_route("/{path:path}", methods=list(ALL_METHODS), include_in_schema=False)
+async def unknown_route(request: Request) -> Response:
+    """404 for a path no v2 endpoint has, 405 (with Allow) for a known path and another method."""
+    path = request.url.path
+    allowed: set[str] = set()
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is not unknown_route and route.path_regex.match(path):
+            allowed |= route.methods or set()
+    if allowed:
+        methods = sorted(allowed)
+        message = METHOD_NOT_ALLOWED.format(method=echo(request.method), path=echo(path), allowed=", ".join(methods))
+        raise MethodNotAllowed(message, methods)
+    raise errors.NotFound(UNKNOWN_ROUTE.format(path=echo(path)))

@@ -16,14 +16,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.routes import JSON
 from service.schemas import PNG_BASE64_EXAMPLE, PROBABILITIES_EXAMPLE
-from service.v2.messages import UNKNOWN_INPUT
+from service.v2.messages import TENSOR_INPUT, UNKNOWN_INPUT
 from service.v2.spec import BINARY, DIGIT, EXTENSIONS, IMAGE, IMAGE_BYTES, PLATFORM, PROBABILITIES, SERVER_NAME
 
 
 class V2Error(BaseModel):
     """Every v2 error, as the protocol defines it."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"error": UNKNOWN_INPUT.format(name="input0")}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": UNKNOWN_INPUT.format(
+                        model="mnist-improved",
+                        name="input0",
+                        expected=TENSOR_INPUT.format(other="mnist-improved-bytes"),
+                    )
+                }
+            ]
+        }
+    )
     error: str
 
 
@@ -58,15 +70,14 @@ class ModelMetadata(BaseModel):
             "examples": [
                 {
                     "name": "mnist-improved",
-                    "versions": ["1.0.0"],
+                    "versions": ["1"],
                     "platform": PLATFORM,
-                    "inputs": [
-                        {"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-                        {"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [-1]},
-                    ],
+                    "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [-1, 28, 28, 1]}],
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, 10]},
                         {"name": DIGIT, "datatype": "INT64", "shape": [-1]},
+                        {"name": "is_digit", "datatype": "BOOL", "shape": [-1]},
+                        {"name": "digit_score", "datatype": "FP32", "shape": [-1]},
                     ],
                 }
             ]
@@ -83,7 +94,7 @@ Parameter = str | int | float | bool
 
 
 class RequestInput(BaseModel):
-    """One input tensor: ``image`` (FP32 [N, 28, 28, 1], 0–1) or ``image_bytes`` (BYTES [N], base64 files)."""
+    """One input tensor: ``image`` (FP32 [N, 28, 28, 1], 0–1) or ``image_bytes`` (BYTES [N, 1] or [N], base64 files)."""
 
     name: Literal["image", "image_bytes"]
     datatype: Literal["FP32", "BYTES"]
@@ -97,12 +108,12 @@ class RequestInput(BaseModel):
 
 
 class RequestOutput(BaseModel):
-    name: Literal["probabilities", "digit"]
+    name: Literal["probabilities", "digit", "is_digit", "digit_score"]
     parameters: dict[str, Parameter] | None = Field(None, description="binary_data: return it as binary data.")
 
 
 class InferenceRequest(BaseModel):
-    """Exactly one input tensor; outputs default to both."""
+    """Exactly one input tensor; outputs default to all four."""
 
     id: str | None = Field(None, description="Echoed back in the response.")
     parameters: dict[str, Parameter] | None = Field(
@@ -117,7 +128,7 @@ class ResponseOutput(BaseModel):
     datatype: str
     shape: list[int]
     parameters: dict[str, Parameter] | None = None
-    data: list[float] | None = None
+    data: list[float] | list[bool] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -127,11 +138,13 @@ class InferenceResponse(BaseModel):
             "examples": [
                 {
                     "model_name": "mnist-improved",
-                    "model_version": "1.0.0",
+                    "model_version": "1",
                     "id": "42",
                     "outputs": [
                         {"name": PROBABILITIES, "datatype": "FP32", "shape": [1, 10], "data": PROBABILITIES_EXAMPLE},
                         {"name": DIGIT, "datatype": "INT64", "shape": [1], "data": [7]},
+                        {"name": "is_digit", "datatype": "BOOL", "shape": [1], "data": [True]},
+                        {"name": "digit_score", "datatype": "FP32", "shape": [1], "data": [1.0]},
                     ],
                 }
             ]
@@ -172,14 +185,14 @@ def _example_digit() -> list[float]:
 def infer_spec() -> dict[str, Any]:
     examples = {
         "image_bytes": {
-            "summary": "Encoded image files, base64 (JSON)",
+            "summary": "Encoded image files, base64 (JSON): POST to the model mnist-improved-bytes",
             "value": {
                 "id": "42",
-                "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1], "data": [PNG_BASE64_EXAMPLE]}],
+                "inputs": [{"name": IMAGE_BYTES, "datatype": "BYTES", "shape": [1, 1], "data": [PNG_BASE64_EXAMPLE]}],
             },
         },
         "image": {
-            "summary": "MNIST-form FP32 tensor, flat row-major (JSON)",
+            "summary": "MNIST-form FP32 tensor, flat row-major (JSON): POST to the model mnist-improved",
             "value": {
                 "id": "43",
                 "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [1, 28, 28, 1], "data": _example_digit()}],
@@ -207,7 +220,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": V2Error, "description": description}
     for code, description in {
         400: "Malformed request: invalid JSON, unknown input or output, wrong datatype or shape, data not "
-        "matching the shape, non-numeric or out-of-range values, an undecodable image or no digit.",
+        "matching the shape, non-numeric values, an undecodable image or no digit.",
         404: "Unknown model or version.",
         413: "Body or batch over its limit.",
         503: "Model not ready, or inference failed; retry.",

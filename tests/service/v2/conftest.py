@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as tritonclient
 
+from service.v2 import spec
 from tests.service.live_server import LiveServer
 
 
@@ -27,8 +28,12 @@ class Server:
         self.log = log
         self.http = httpx.Client(base_url=self.url, timeout=60)
         model = self.http.get("/model").json()
+        #: The tensor model (FP32 'image') and the bytes model (BYTES 'image_bytes').
         self.model: str = model["name"]
+        self.bytes_model = self.model + spec.BYTES_SUFFIX
+        #: The model's own version (GET /model), and the integer version v2 serves it as.
         self.version: str = model["version"]
+        self.v2_version = spec.protocol_version(self.version)
 
     def triton(self) -> Any:
         return tritonclient.InferenceServerClient(
@@ -71,14 +76,15 @@ def image_input(images: np.ndarray, binary: bool = True) -> Any:
     return tensor.set_data_from_numpy(model_input(images), binary_data=binary)
 
 
-def bytes_input(files: list[bytes], binary: bool = True) -> Any:
-    tensor = tritonclient.InferInput("image_bytes", [len(files)], "BYTES")
+def bytes_input(files: list[bytes], binary: bool = True, column: bool = False) -> Any:
+    """The files as image_bytes: [N] (the form documented first), or [N, 1] (as the bytes model lists it)."""
+    shape = [len(files), 1] if column else [len(files)]
+    tensor = tritonclient.InferInput("image_bytes", shape, "BYTES")
     if binary:
-        return tensor.set_data_from_numpy(np.array(files, dtype=np.object_), binary_data=True)
+        return tensor.set_data_from_numpy(np.array(files, dtype=np.object_).reshape(shape), binary_data=True)
     # In JSON, BYTES elements are strings: image files go as base64.
-    return tensor.set_data_from_numpy(
-        np.array([base64.b64encode(f) for f in files], dtype=np.object_), binary_data=False
-    )
+    encoded = np.array([base64.b64encode(f) for f in files], dtype=np.object_).reshape(shape)
+    return tensor.set_data_from_numpy(encoded, binary_data=False)
 
 
 # --- Errors ---------------------------------------------------------------------------------------

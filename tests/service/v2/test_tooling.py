@@ -49,6 +49,24 @@ def test_model_config_matches_the_served_model(server: Server) -> None:
     assert config["parameters"]["model_version"]["string_value"] == server.version
 
 
+def test_bytes_model_config(server: Server) -> None:
+    config = server.triton().get_model_config(server.bytes_model, server.v2_version)
+    assert config["name"] == server.bytes_model
+    assert config["input"] == [
+        {
+            "name": "image_bytes",
+            "data_type": "TYPE_STRING",
+            "dims": [1],
+            "format": "FORMAT_NONE",
+            "is_shape_tensor": False,
+            "optional": False,
+        }
+    ]
+    assert [t["name"] for t in config["output"]] == [
+        t["name"] for t in server.triton().get_model_config(server.model)["output"]
+    ]
+
+
 def test_unknown_model_config_is_a_readable_404(server: Server) -> None:
     with pytest.raises(InferenceServerException) as caught:
         server.triton().get_model_config("no-such-model")
@@ -59,7 +77,8 @@ def test_unknown_model_config_is_a_readable_404(server: Server) -> None:
 
 def test_repository_index(server: Server) -> None:
     index = server.triton().get_model_repository_index()
-    assert {entry["name"] for entry in index} >= {server.model}
+    assert [entry["name"] for entry in index] == [server.model, server.bytes_model]
+    assert {entry["version"] for entry in index} == {server.v2_version}
     assert all(entry["state"] == "READY" and entry["reason"] == "" for entry in index)
     assert server.http.post("/v2/repository/index", json={"ready": True}).json() == index
     check_error(server.http.post("/v2/repository/index", json={"ready": "yes"}), 400, messages.INDEX_BODY)
@@ -97,7 +116,10 @@ def test_statistics_count_each_request(server: Server, mnist_sample: tuple[np.nd
 def test_stats_is_not_a_model_name(server: Server) -> None:
     everything = server.http.get("/v2/models/stats")
     assert everything.status_code == 200, everything.text
-    assert server.model in {entry["name"] for entry in everything.json()["model_stats"]}
+    entries = everything.json()["model_stats"]
+    assert [entry["name"] for entry in entries] == [server.model, server.bytes_model]
+    # perf_analyzer reads the version as an integer (std::stoll) to find the model's entry.
+    assert all(entry["version"] == server.v2_version == str(int(entry["version"])) for entry in entries)
     assert server.triton().get_inference_statistics()["model_stats"] == everything.json()["model_stats"]
     check_error(server.http.get("/v2/models/no-such-model/stats"), 404, "unknown model 'no-such-model'")
     check_error(server.http.get(f"/v2/models/{server.model}/versions/9/stats"), 404, "has no version '9'")
@@ -152,3 +174,25 @@ def test_model_stats_shape_without_any_request() -> None:
     stages = entry["inference_stats"]
     assert isinstance(stages, dict) and set(stages) == {*stats.STAGES, *stats.ZERO_STAGES}
     assert spec.EXTENSIONS[0] == "binary_tensor_data"
+
+
+def test_served_model_resolution_for_every_transport() -> None:
+    """What HTTP paths and gRPC requests (where no version is "") name, resolved the same way."""
+    from service import errors
+    from service.config import Settings
+    from service.inference import Classifier
+    from service.routes import Runtime
+    from service.v2 import parse
+
+    settings = Settings(workers=1)
+    runtime = Runtime(settings, classifier=Classifier(settings.model_path))
+    assert runtime.classifier is not None
+    name, full = runtime.classifier.name, runtime.classifier.version
+    for version in (None, "", "1", full):
+        assert parse.served_model(runtime, name + spec.BYTES_SUFFIX, version)[1].inputs == (spec.IMAGE_BYTES_TENSOR,)
+    for model, version in (("stats", None), (name, "2"), (name, "1.0")):
+        with pytest.raises(errors.NotFound):
+            parse.served_model(runtime, model, version)
+    with pytest.raises(errors.Unavailable):
+        parse.served_model(Runtime(settings), name, None)
+    assert stats.model_stats(name, "1", {})["version"] == "1"
