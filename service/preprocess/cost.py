@@ -6,7 +6,7 @@ is known before a byte of pixel data is touched. :func:`image_cost` reads it wit
 :func:`check_cost` refuses with 413 what no digit needs, so a 1 KB file that unpacks to 24 MP
 is refused in microseconds instead of stalling a worker for seconds.
 
-The limits are per decoder, from measurement (``benchmarks/preprocess_cost.py --costly``):
+The limits are per decoder, from measurement (``benchmarks/preprocess_cost.py --rates`` and ``--costly``):
 the decoders differ twentyfold in time per pixel, and the pixels of any format but JPEG are
 decoded at full size (only libjpeg scales while decoding).
 """
