@@ -115,6 +115,11 @@ IMAGE_BOMB = (
     "the image declares more pixels than the decoder will expand (a decompression bomb?): send an "
     "image of at most {limit:,} pixels"
 )
+IMAGE_OVER_LIMIT = (
+    "the image is {width:,} × {height:,} px: send at most {side:,} px a side and {limit:,} px in all as "
+    "{kind} (a digit needs no more than a few hundred pixels a side; JPEG photos may be larger)"
+)
+IMAGE_TOO_COMPLEX = "the {kind} has more than {limit:,} {parts}: re-save it as a plain PNG or JPEG"
 
 # --- The KServe v2 gRPC API (service/grpc_api): the v2 messages, and these for what only gRPC has
 GRPC_UNKNOWN_MODEL = "unknown model {name!r}: this server serves the models {served}"

@@ -9,6 +9,7 @@ authors did to the NIST scans, starting from whatever the client sent.
 One module per job, in the order an image goes through them:
 
 - ``sniff``: which format the bytes claim to be, before any decoder runs;
+- ``cost``: the image's cost from its header (size, frames, decoder), and the limits it must keep;
 - ``decode``: decoding, only with our own decoders and within the limits;
 - ``grey``: grey, alpha and colour, down to one 8-bit channel at the working size;
 - ``levels``: polarity, levels and lighting, to white ink on an exactly black background;
@@ -25,6 +26,7 @@ they live in :mod:`service.pixels` (re-exported here so existing callers keep wo
 from __future__ import annotations
 
 from service.pixels import pixels_to_input
+from service.preprocess.cost import ImageCost, check_cost, estimated_decode_ms, image_cost
 from service.preprocess.decode import DECODERS, decode_image
 from service.preprocess.form import BOX, CENTRE, SIZE, WORK_PIXELS, ByteArray, FloatArray
 from service.preprocess.frame import MAX_STROKE, MIN_STROKE, STROKE_SIDE
@@ -41,8 +43,12 @@ __all__ = [
     "STROKE_SIDE",
     "WORK_PIXELS",
     "ByteArray",
+    "ImageCost",
     "FloatArray",
+    "check_cost",
     "decode_image",
+    "estimated_decode_ms",
+    "image_cost",
     "image_to_input",
     "pixels_to_input",
     "sniff_other_format",

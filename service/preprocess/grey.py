@@ -83,13 +83,16 @@ def grey(image: Image.Image) -> Image.Image:
     side = (min(image.width, SAMPLE_SIDE), min(image.height, SAMPLE_SIDE))
     sample = np.asarray(image.resize(side, Image.Resampling.NEAREST))
     alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if mode in ("LA", "RGBA") else None
-    if alpha is not None and alpha.min() == 1:
-        image, mode, alpha = image.convert(mode[:-1]), mode[:-1], None
-        if mode == "L":
-            return shrink(image)
+    opaque = alpha is not None and alpha.min() == 1
+    if opaque:
+        if mode == "LA":
+            return shrink(image.getchannel(0))
+        # An opaque canvas: its colour is its RGB, and PIL's RGBA -> L ignores alpha exactly as
+        # RGB -> L would, without the copy to RGB first.
+        alpha = None
     axis = colour_axis(sample, alpha) if mode != "LA" else None
     if axis is not None:
-        return project_on(shrink(image), axis)
+        return project_on(shrink(image.convert("RGB") if opaque else image), axis)
     luma = image.getchannel(0) if mode == "LA" else image.convert("L")
     if alpha is None:
         return shrink(luma)
