@@ -36,8 +36,10 @@ import onnxruntime as ort
 from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):
+    # `python benchmarks/realworld.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.realworld` from the repository root would, not from benchmarks/ itself.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from service.errors import ServiceError  # noqa: E402
 from service.preprocess import image_to_input  # noqa: E402

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 if __package__ in (None, ""):
-    # Run as a script: import from the repository root, and not from benchmarks/, whose profile.py
-    # would shadow the standard library's profile module.
+    # `python benchmarks/run.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.run` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (
