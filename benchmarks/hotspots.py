@@ -49,7 +49,7 @@ from benchmarks.common import (
     terminate,
     update_section,
 )
-from benchmarks.run import Target, parse_env
+from benchmarks.targets import Target, parse_env
 
 #: Where a frame's file lives -> what part of the stack it is. First match wins.
 AREAS: list[tuple[str, str]] = [
