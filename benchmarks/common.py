@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,7 @@ def service_default_model() -> Path:
 class Digits:
     pngs: list[bytes]  # 28x28 greyscale PNGs, as MNIST has them (white ink on black)
     labels: list[int]
+    images: list[np.ndarray] = field(default_factory=list)  # the same digits, uint8 (28, 28)
 
 
 def load_test_digits(count: int, data_dir: str | os.PathLike[str] | None = None) -> Digits:
@@ -110,7 +111,8 @@ def load_test_digits(count: int, data_dir: str | os.PathLike[str] | None = None)
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
-    return Digits(pngs=pngs, labels=[int(label) for label in test.labels[:count]])
+    labels = [int(label) for label in test.labels[:count]]
+    return Digits(pngs, labels, [np.asarray(image, dtype=np.uint8) for image in test.images[:count]])
 
 
 # --------------------------------------------------------------------------- hey

@@ -1,20 +1,27 @@
-"""Side-by-side load benchmark: the project's service, the obvious implementation and the HTTP floor.
+"""Side-by-side load benchmark on what users send: the service, the obvious implementation and two floors.
 
-    python benchmarks/run.py [--rounds 5 --duration 10 --concurrency 32 --out docs/benchmarks.md]
+    python benchmarks/run.py [--rounds 3 --duration 10 --concurrency 32 --out docs/benchmarks.md]
+    python -m benchmarks.run ...                  (the same, from the repository root)
+
+The servers: the project's service (one or more configurations, ``--variant``), the obvious
+implementation (``obvious.py``), the FastAPI upload floor (``floor.py``) and the bare-uvicorn floor
+(``bare.py``), the floors with as many workers as the service. The inputs (``inputs.py``): the
+drawing page's canvas PNG, a transparent-canvas PNG, a 12 MP phone JPEG, a scanned page and the
+28x28 MNIST PNG, all showing one MNIST test digit.
 
 In one run on one machine, each round starts every server in turn on its own free loopback port,
-waits for ``/health/ready``, checks one answer, warms it up, loads ``POST /predict`` with hey for a
-fixed time, reads the peak RSS of its processes, and stops it. The order rotates from round to round
-so no server always runs first. The project's service (one or more configurations, see
-``--variant``) is also loaded on ``POST /predict/batch`` with 256 different MNIST test PNGs per
-request, and each round measures the in-process limit: the same 256 PNGs decoded and classified by
-one ``session.run`` in this Python process, with no HTTP. Medians over rounds go to a Markdown table
-in ``--out`` and to stdout, with the targets' pass/fail.
+waits for ``/health/ready``, and for each input checks one answer, warms it up and loads
+``POST /predict`` with hey for a fixed time, measuring the CPU the server used; then reads the peak
+RSS of its processes and stops it. The order rotates from round to round so no server always runs
+first. The service is also loaded on ``POST /predict/batch`` with 256 different MNIST test PNGs per
+request, and each round measures the in-process limit: the same PNGs decoded and classified by one
+``session.run`` in this process. Before the rounds, each input's decode-only and preprocessing costs
+are timed in this process. Medians go to a Markdown section in ``--out`` and to stdout, with targets.
 
-Compare configurations of the service in the same run with ``--variant NAME:ENV=V,ENV=V``, e.g.::
+Compare configurations or commits of the service in the same run with ``--variant``::
 
-    python benchmarks/run.py --variant default: --variant 1-worker:DIGITS_WORKERS=1 \\
-        --variant delay-2ms:DIGITS_BATCH_MAX_DELAY_MS=2
+    python benchmarks/run.py --variant default: --variant 1-worker:DIGITS_WORKERS=1
+    python benchmarks/run.py --only service --variant before@fd26f33: --variant after:
 
 Needs hey (``apt-get install -y hey``); only 127.0.0.1 is ever contacted.
 """
@@ -46,17 +53,18 @@ from benchmarks.common import (
     require_hey,
     update_section,
 )
-from benchmarks.report import display_path, render
+from benchmarks.inputs import KINDS, decode_costs, real_inputs
+from benchmarks.report import Measured, display_path, render
 from benchmarks.runner import QUIET_CORES, InProcessLimit, Run, log, run_target
 from benchmarks.summary import Summary
-from benchmarks.targets import FLOOR, OBVIOUS, Target, check_out, parse_env, parse_variant
+from benchmarks.targets import FLOOR_WORKERS, REFERENCES, check_out, parse_env, parse_variant, targets_for
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of obvious, floor and service runs")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of obvious, floor and service runs")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per server")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load before each")
     parser.add_argument("--concurrency", type=int, default=32, help="hey connections for /predict")
@@ -85,9 +93,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["service", OBVIOUS, FLOOR],
-        default=["service", OBVIOUS, FLOOR],
+        choices=["service", *REFERENCES],
+        default=["service", *REFERENCES],
         help="which servers to run",
+    )
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="which inputs to send to /predict (see benchmarks/inputs.py)",
+    )
+    parser.add_argument(
+        "--floor-workers",
+        type=int,
+        default=FLOOR_WORKERS,
+        help="uvicorn workers of the two floors (the service's default count)",
     )
     parser.add_argument("--batch-size", type=int, default=256, help="images per /predict/batch request; 0: skip")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="hey connections for /predict/batch")
@@ -146,47 +167,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     require_hey()
     install_cleanup()
-    command = (
-        "python benchmarks/run.py"
-        + ("" if argv is None and len(sys.argv) < 2 else " ")
-        + shlex.join(sys.argv[1:] if argv is None else argv)
-    )
+    command = shlex.join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     started, t0, load_before = dt.datetime.now(dt.UTC), time.monotonic(), load_average()
     if float(load_before.split()[0]) > 0.5:
         log(f"warning: load average is {load_before}: something else is using the CPUs, numbers will suffer")
+    targets = targets_for(args)
 
-    service_model = Target("base", "service", args.service_env).model
-    obvious_model = args.obvious_model or service_model
-    targets: list[Target] = []
-    if "service" in args.only:
-        variants = args.variant or [Target("default", "service")]
-        targets += [Target(v.name, "service", {**args.service_env, **v.env}, v.env, v.revision) for v in variants]
-    if OBVIOUS in args.only:
-        targets.insert(0, Target(OBVIOUS, OBVIOUS, {"BENCH_MODEL_PATH": str(obvious_model)}, workers=1))
-    if FLOOR in args.only:
-        targets.insert(1 if OBVIOUS in args.only else 0, Target(FLOOR, FLOOR, workers=1))
-
-    log("encoding MNIST test digits as PNGs")
+    log("encoding MNIST test digits as PNGs, drawing the real inputs")
     digits = load_test_digits(max(args.batch_size, args.digit_index + 1), args.mnist_dir)
+    index = args.digit_index
+    inputs = real_inputs(digits.images[index], digits.labels[index], tuple(args.inputs))
+    max_pixels = int(args.service_env.get("DIGITS_MAX_IMAGE_PIXELS", 24_000_000))
+    log("timing decode and preprocessing of each input in this process")
+    costs = decode_costs(inputs, max_pixels)
     with contextlib.ExitStack() as stack:
         if args.log_dir:
             log_dir = args.log_dir
             log_dir.mkdir(parents=True, exist_ok=True)
         else:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="digits-bench-")))
-        files = {"single": log_dir / "single.multipart", "batch": log_dir / "batch.multipart"}
-        files["single"].write_bytes(multipart_body("file", [digits.pngs[args.digit_index]]))
+        files = {"batch": log_dir / "batch.multipart"}
+        labels = {"batch": digits.labels[: args.batch_size]}
         files["batch"].write_bytes(multipart_body("files", digits.pngs[: args.batch_size]))
-        labels = {"single": [digits.labels[args.digit_index]], "batch": digits.labels[: args.batch_size]}
+        for i in inputs:
+            files[i.kind] = log_dir / f"{i.kind}.multipart"
+            files[i.kind].write_bytes(
+                multipart_body("file", [i.data], content_type=i.content_type, extension=i.extension)
+            )
+            labels[i.kind] = [i.label]
 
         # One in-process limit per model that a configuration of the service loads.
         limits: dict[Path, InProcessLimit] = {}
         if args.batch_size > 0:
             for target in targets:
                 if target.kind == "service" and target.model not in limits:
-                    max_pixels = int(target.env.get("DIGITS_MAX_IMAGE_PIXELS", 24_000_000))
+                    pixels = int(target.env.get("DIGITS_MAX_IMAGE_PIXELS", max_pixels))
                     limits[target.model] = InProcessLimit(
-                        target.model, digits.pngs[: args.batch_size], args.inprocess_threads, max_pixels
+                        target.model, digits.pngs[: args.batch_size], args.inprocess_threads, pixels
                     )
         inprocess: dict[Path, list[float]] = {model: [] for model in limits}
         first = next(iter(limits.values()), None)
@@ -205,14 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for target in targets[shift:] + targets[:shift]:
                 log(f"round {round_no}/{args.rounds}: {target.label}")
                 run = run_target(target, round_no, args, files, labels, log_dir, sources.get(target.name, ROOT))
-                if run.predict:
-                    p = run.predict
-                    log(
-                        f"  {p.rps:,.0f} req/s, p50 {p.p50_ms:.1f} ms, p99 {p.p99_ms:.1f} ms, "
-                        f"{p.failures} errors, peak RSS {run.peak_rss_mb:.0f} MB, "
-                        f"CPU per worker {run.worker_cpu}, other CPU {run.other_cores:.2f} cores"
-                        + (f", batch {run.batch_images_per_s:,.0f} images/s" if run.batch else "")
-                    )
+                log(
+                    f"  peak RSS {run.peak_rss_mb:.0f} MB"
+                    + (f", batch {run.batch_images_per_s:,.0f} images/s" if run.batch else "")
+                )
                 runs[target.name].append(run)
             for model, limit in limits.items():
                 reps = [limit.once() for _ in range(args.inprocess_reps)]
@@ -223,9 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
 
         summaries = [Summary(t, runs[t.name], quiet_only=args.quiet_only) for t in targets]
-        report = render(
-            args, summaries, inprocess, inprocess_info, started, time.monotonic() - t0, load_before, command
+        measured = Measured(
+            summaries,
+            inputs,
+            costs,
+            inprocess,
+            inprocess_info,
+            started,
+            time.monotonic() - t0,
+            load_before,
+            command,
         )
+        report = render(args, measured)
         print(report)
         if str(args.out) != "-":
             update_section(args.out, "bench", report)

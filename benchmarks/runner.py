@@ -28,26 +28,44 @@ from benchmarks.common import (
     post,
     run_hey,
 )
-from benchmarks.targets import FLOOR, Target
+from benchmarks.targets import BARE, FLOOR, Target
 
 #: More CPU than this used by other processes during a run, in cores, and the run was not alone.
 QUIET_CORES = 0.25
 
 
 @dataclass
+class Load:
+    """One input's ``POST /predict`` load on one server in one round."""
+
+    hey: HeyResult
+    cpu_s: float  # CPU seconds the server's processes used during the load
+    other_cores: float  # CPU the rest of the machine used meanwhile, in cores
+    server_cores: dict[int, float]  # pid -> cores it used
+    check: str  # what the check request before the load found
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.cpu_s * 1000 / self.hey.ok if self.hey.ok else float("nan")
+
+    @property
+    def quiet(self) -> bool:
+        """Whether the rest of the machine left this load alone."""
+        return self.other_cores <= QUIET_CORES
+
+
+@dataclass
 class Run:
-    """One target in one round."""
+    """One target in one round: a load per input, then (for the service) the batch load."""
 
     target: str
     round: int
-    predict: HeyResult | None = None
+    loads: dict[str, Load] = field(default_factory=dict)
     batch: HeyResult | None = None
     batch_size: int = 0
+    batch_check: str = ""
     memory: list[ProcessMemory] = field(default_factory=list)
     startup_s: float = float("nan")
-    other_cores: float = float("nan")  # CPU the rest of the machine used during the /predict load
-    server_cores: dict[int, float] = field(default_factory=dict)  # pid -> CPU it used, same load
-    accuracy: str = ""
     error: str = ""
 
     @property
@@ -56,19 +74,16 @@ class Run:
         serving = [m for m in self.memory if m.role == "worker"] or [m for m in self.memory if m.role == "main"]
         return max((m.peak_rss_mb for m in serving), default=float("nan"))
 
-    @property
-    def worker_cpu(self) -> str:
-        """Cores each worker used under the /predict load (the main process if it serves alone)."""
+    def worker_cpu(self, kind: str) -> str:
+        """Cores each worker used under one input's load (the main process if it serves alone)."""
+        load = self.loads.get(kind)
+        if load is None:
+            return ""
         roles = {m.pid: m.role for m in self.memory}
-        serving = [c for pid, c in self.server_cores.items() if roles.get(pid) == "worker"]
+        serving = [c for pid, c in load.server_cores.items() if roles.get(pid) == "worker"]
         if not serving:
-            serving = [c for pid, c in self.server_cores.items() if roles.get(pid) == "main"]
+            serving = [c for pid, c in load.server_cores.items() if roles.get(pid) == "main"]
         return " + ".join(f"{c:.2f}" for c in sorted(serving, reverse=True))
-
-    @property
-    def quiet(self) -> bool:
-        """Whether the rest of the machine left this run alone (measured under the /predict load)."""
-        return self.other_cores <= QUIET_CORES
 
     @property
     def workers(self) -> int:
@@ -187,6 +202,7 @@ def run_target(
     log_dir: Path,
     cwd: Path = ROOT,
 ) -> Run:
+    """Start ``target``, load ``POST /predict`` with each input of ``files`` in turn, then the batch route."""
     run = Run(target.name, round_no, batch_size=args.batch_size)
     if args.wait_quiet > 0:
         wait_until_quiet(args.wait_quiet)
@@ -199,28 +215,36 @@ def run_target(
         cwd=cwd,
         log_path=log_dir / f"{target.name}-round{round_no}.log",
     )
+    constant = target.kind in (FLOOR, BARE)
     try:
         server.start(args.ready_timeout)
         run.startup_s = server.startup_s
-        run.accuracy = check_answer(
-            port, "/predict", files["single"].read_bytes(), labels["single"], floor=target.kind == FLOOR
-        )
-        url = server.url("/predict")
-        if args.warmup > 0:
-            run_hey(url, files["single"], duration_s=args.warmup, concurrency=args.concurrency, cpus=args.hey_cpus)
         assert server.process is not None
-        with CpuMeter(server.process.pid) as meter:
-            run.predict, text = run_hey(
-                url, files["single"], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
+        url = server.url("/predict")
+        for kind in args.inputs:
+            try:
+                check = check_answer(port, "/predict", files[kind].read_bytes(), labels[kind], floor=constant)
+                if args.warmup > 0:
+                    run_hey(url, files[kind], duration_s=args.warmup, concurrency=args.concurrency, cpus=args.hey_cpus)
+                with CpuMeter(server.process.pid) as meter:
+                    hey, text = run_hey(
+                        url, files[kind], duration_s=args.duration, concurrency=args.concurrency, cpus=args.hey_cpus
+                    )
+            except (RuntimeError, OSError) as exc:  # one input failing leaves the others measured
+                run.error += f"{kind}: {str(exc).strip().splitlines()[0][:200]}; "
+                log(f"  {target.name} on {kind}: FAILED: {exc}")
+                continue
+            run.loads[kind] = Load(hey, meter.server_cpu_s, meter.other_cores, meter.server_cores, check)
+            (log_dir / f"{target.name}-round{round_no}-{kind}.hey.txt").write_text(text)
+            log(
+                f"  {kind}: {hey.rps:,.0f} req/s, p50 {hey.p50_ms:.1f} ms, p99 {hey.p99_ms:.1f} ms, "
+                f"{run.loads[kind].cpu_ms_per_request:.2f} CPU ms/request, {hey.failures} errors, "
+                f"other CPU {meter.other_cores:.2f} cores, {check}"
             )
-        run.other_cores = meter.other_cores
-        run.server_cores = meter.server_cores
-        (log_dir / f"{target.name}-round{round_no}-predict.hey.txt").write_text(text)
         if target.kind == "service" and args.batch_size > 0:
-            batch_accuracy = check_answer(
+            run.batch_check = check_answer(
                 port, "/predict/batch", files["batch"].read_bytes(), labels["batch"], floor=False
             )
-            run.accuracy += f"; batch {batch_accuracy}"
             url = server.url("/predict/batch")
             if args.warmup > 0:
                 run_hey(
@@ -240,10 +264,10 @@ def run_target(
                 timeout_s=60,
             )
             (log_dir / f"{target.name}-round{round_no}-batch.hey.txt").write_text(text)
-        # VmHWM is a high-water mark: read once, at the end, it covers both loads.
+        # VmHWM is a high-water mark: read once, at the end, it covers every load.
         run.memory = server.memory()
     except (RuntimeError, OSError) as exc:
-        run.error = str(exc).strip().splitlines()[0][:300]
+        run.error += str(exc).strip().splitlines()[0][:300]
         log(f"  {target.name}: FAILED: {exc}")
     finally:
         server.stop()
