@@ -30,8 +30,8 @@ serve: $(VENV)/.serve
 test: $(VENV)/.dev
 	$(PY) -m pytest
 
-# Everything Python in the repository; mypy is strict on service/ (pyproject.toml).
-TYPED := service training benchmarks tests
+# Everything Python in the repository; mypy is strict on service/ and harness/ (pyproject.toml).
+TYPED := service training benchmarks tests harness
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

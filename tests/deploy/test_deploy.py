@@ -47,7 +47,7 @@ from typing import IO, Any
 import pytest
 import yaml
 
-from benchmarks.common import free_port
+from harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
