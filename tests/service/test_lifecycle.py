@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.common import HOST, free_port
 from service import errors
 from service.config import DEFAULT_MODEL, Settings
 from tests.conftest import ROOT, encode
-from tests.service.live_server import HOST, LiveServer, free_port, is_listening, request, status_of
+from tests.service.live_server import LiveServer, is_listening, request, status_of
 
 with np.load(Path(__file__).parent.parent / "data" / "mnist_sample.npz") as _sample:
     IMAGES, LABELS = _sample["images"], _sample["labels"]
