@@ -90,6 +90,10 @@ IMAGE_TOO_LARGE = (
 )
 BODY_TOO_LARGE = "the request body is over the limit of {limit:,} bytes: send smaller or fewer images"
 TOO_MANY_IMAGES = "{count} images is over the batch limit of {limit}: split them into several requests"
+TOO_MANY_PARTS = (
+    "the multipart body has over {limit} parts, the most this server reads in one request: send one file "
+    "field per image, and split large batches into several requests"
+)
 EMPTY_BATCH = "the batch is empty: send at least one image"
 INVALID_JSON = "the body is not valid JSON ({reason}): send an object such as {example}"
 JSON_NOT_OBJECT = "the JSON body must be an object such as {example}"

@@ -52,6 +52,8 @@ def model_info(runtime: Runtime) -> dict[str, Any]:
         "runtime": {
             "input": classifier.input_name,
             "output": classifier.output_name,
+            "digit_score_output": classifier.score_name,
+            "strictness": runtime.strictness,
             "intra_op_threads": settings.intra_op_threads,
             "inter_op_threads": settings.inter_op_threads,
             "workers": settings.workers,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -44,16 +45,30 @@ def media_type(content_type: str | None) -> str:
     return IMAGE_TYPE_ALIASES.get(kind, kind)
 
 
+#: One ``; key=value`` parameter: a quoted value runs to its closing quote (so a ``;`` inside it
+#: is part of it), an unquoted one to the next ``;``.
+_PARAMETER = re.compile(r';[ \t]*([^\s=;]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
 def header_param(value: str, name: str) -> str | None:
-    """A parameter of a header value (``boundary``, ``name``, ``filename``), unquoted."""
-    for item in value.split(";")[1:]:
-        key, sep, raw = item.strip().partition("=")
-        if sep and key.strip().lower() == name:
-            raw = raw.strip()
-            if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-                raw = raw[1:-1].replace('\\"', '"')
-            return raw
-    return None
+    """A parameter of a header value (``boundary``, ``name``, ``filename``), unquoted.
+
+    Read as python-multipart's ``parse_options_header`` reads it (tests/service/test_parsing.py
+    compares them): keys are case-insensitive, the last of a repeated key wins, RFC 2231
+    extended keys (``key*=``) are ignored (RFC 7578 forbids them), and a full Windows path
+    sent as a filename is cut to its last part.
+    """
+    found: str | None = None
+    for match in _PARAMETER.finditer(value):
+        if match.group(1).lower() != name:
+            continue
+        raw = match.group(2).rstrip(" \t")
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = raw[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+        if name == "filename" and (raw[1:3] == ":\\" or raw[:2] == "\\\\"):
+            raw = raw.split("\\")[-1]
+        found = raw
+    return found
 
 
 async def read_body(content_length: str | None, stream: AsyncIterator[bytes], limit: int) -> bytes:
@@ -115,9 +130,7 @@ def parse_multipart(body: bytes, content_type: str, field: str) -> list[Part]:
         if next_delimiter < 0:
             break
         if len(parts) >= MAX_MULTIPART_PARTS:
-            raise errors.PayloadTooLarge(
-                errors.TOO_MANY_IMAGES.format(count=f"over {MAX_MULTIPART_PARTS}", limit=MAX_MULTIPART_PARTS)
-            )
+            raise errors.PayloadTooLarge(errors.TOO_MANY_PARTS.format(limit=MAX_MULTIPART_PARTS))
         parts.append(_part(data[line_end + 2 : headers_end], data[headers_end + 4 : next_delimiter], field))
         position = next_delimiter
     raise errors.InvalidInput(

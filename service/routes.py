@@ -97,8 +97,8 @@ async def predict(
 ) -> Response:
     """Classify one image: multipart field ``file``, a raw image body, or JSON ``image``/``pixels``."""
     runtime = runtime_of(request)
-    inputs, probabilities = await runtime.classify(await single_work(request, runtime.settings))
-    result = prediction(probabilities, inputs if include_input else None)[0]
+    inputs, probabilities, scores = await runtime.predict(await single_work(request, runtime.settings))
+    result = prediction(probabilities, scores, runtime.strictness, inputs if include_input else None)[0]
     result["model_version"] = _model_version(runtime)
     return json_response(result)
 
@@ -117,6 +117,6 @@ async def predict_batch(
 ) -> Response:
     """Classify many images: multipart fields ``files``, or JSON ``images``/``pixels``; answers in order."""
     runtime = runtime_of(request)
-    inputs, probabilities = await runtime.classify(await batch_work(request, runtime.settings))
-    predictions = prediction(probabilities, inputs if include_input else None)
+    inputs, probabilities, scores = await runtime.predict(await batch_work(request, runtime.settings))
+    predictions = prediction(probabilities, scores, runtime.strictness, inputs if include_input else None)
     return json_response({"predictions": predictions, "model_version": _model_version(runtime)})

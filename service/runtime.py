@@ -11,7 +11,7 @@ from fastapi import Request
 
 from service import errors
 from service.config import Settings
-from service.inference import Batcher, Classifier, Prepare
+from service.inference import Batcher, Classified, Classifier, Prepare
 from service.logs import AccessLog
 from service.work import ImagesWork
 
@@ -39,7 +39,20 @@ class Runtime:
         if self.batcher is None or not self.ready:
             raise errors.Unavailable(errors.MODEL_NOT_READY)
 
+    @property
+    def strictness(self) -> float:
+        """``is_digit`` is ``digit_score >= strictness``: DIGITS_STRICTNESS, else the model's own threshold."""
+        if self.settings.strictness is not None:
+            return self.settings.strictness
+        assert self.classifier is not None
+        return self.classifier.threshold
+
     async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
+        """The images the model saw and their probabilities (v2's call until it reads digit_score too)."""
+        inputs, probabilities, _ = await self.predict(prepare)
+        return inputs, probabilities
+
+    async def predict(self, prepare: Prepare) -> Classified:
         """Prepare and classify one request's images; the model runs in the batcher thread.
 
         Light work (the usual single small image) is prepared in the batcher thread too, so it

@@ -20,12 +20,16 @@ PROBABILITY_DECIMALS = 6
 INPUT_DECIMALS = 3
 
 
-def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Probabilities (N, 10) → one dict per image, rounded to what a client can use."""
+def prediction(
+    probabilities: np.ndarray, digit_score: np.ndarray, strictness: float, inputs: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Probabilities (N, 10) and digit scores (N,) → one dict per image, rounded to what a client can use."""
     rounded = np.round(probabilities.astype(np.float64), PROBABILITY_DECIMALS).tolist()
+    scores = np.round(digit_score.astype(np.float64), PROBABILITY_DECIMALS).tolist()
+    is_digit = (digit_score >= strictness).tolist()
     out = [
-        {"digit": d, "confidence": row[d], "probabilities": row}
-        for d, row in zip(probabilities.argmax(axis=1).tolist(), rounded, strict=True)
+        {"digit": d, "confidence": row[d], "probabilities": row, "is_digit": yes, "digit_score": score}
+        for d, row, yes, score in zip(probabilities.argmax(axis=1).tolist(), rounded, is_digit, scores, strict=True)
     ]
     if inputs is not None:
         for item, image in zip(out, np.round(inputs.astype(np.float64), INPUT_DECIMALS).tolist(), strict=True):
