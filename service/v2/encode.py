@@ -29,28 +29,6 @@ from service.v2.spec import (
 CONFIG_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "BOOL": "TYPE_BOOL", "BYTES": "TYPE_STRING"}
 
 
-#: The strictness when neither the settings nor the model's metadata (``open_set.threshold``) give one.
-#: Only models without a digit_score output get here, and their score is always 1.0.
-DEFAULT_STRICTNESS = 0.5
-
-
-def digit_verdict(
-    probabilities: np.ndarray, classifier: Classifier, settings: Settings
-) -> tuple[np.ndarray, np.ndarray]:
-    """``digit_score`` and ``is_digit`` of each image: ``is_digit = digit_score >= strictness``.
-
-    The classifier gives probabilities only, so every image scores 1.0: the contract treats a model
-    without a ``digit_score`` output as always a digit. Once the classifier returns the open-set
-    model's ``digit_score``, pass it here instead of the ones; strictness is the setting
-    (``DIGITS_STRICTNESS``), else the metadata's ``open_set.threshold``.
-    """
-    scores = np.ones(len(probabilities), "<f4")
-    strictness = getattr(settings, "strictness", None)
-    if strictness is None:
-        strictness = (classifier.metadata.get("open_set") or {}).get("threshold", DEFAULT_STRICTNESS)
-    return scores, scores >= strictness
-
-
 def output_tensors(probabilities: np.ndarray, digit_score: np.ndarray, is_digit: np.ndarray) -> dict[str, np.ndarray]:
     """Every output, by name, as the little-endian arrays the protocol sends (BOOL: one byte each)."""
     return {

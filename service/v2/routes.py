@@ -274,7 +274,7 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
             raise parse.bad(FIELD_TYPE.format(field="'id'", expected="a string"))
         outputs = parse.requested_outputs(body)
         prepare = parse.inference_work(body, binary, runtime.settings, model)
-        _, probabilities = await runtime.classify(timer.timed(prepare))
+        _, probabilities, digit_score = await runtime.predict(timer.timed(prepare))
         timer.mark_inferred()
         header: dict[str, object] = {
             "model_name": model.name,
@@ -282,7 +282,7 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         }
         if request_id is not None:
             header["id"] = request_id
-        digit_score, is_digit = encode.digit_verdict(probabilities, classifier, runtime.settings)
+        is_digit = digit_score >= runtime.strictness
         response = inference_response(header, encode.output_tensors(probabilities, digit_score, is_digit), outputs)
     except BaseException:
         # Bad inputs, timeouts and disconnects alike: Triton counts every request that failed.
