@@ -124,6 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "turns them into MNIST form first. The drawing page is at [/](/)."
         ),
         lifespan=lifespan,
+        # No 307 from /predict/ to /predict: Starlette builds the Location from the client's own Host
+        # header, so anyone could make this service redirect to a host they name.
+        redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
     )

@@ -49,6 +49,14 @@ class TooManyRequests(ServiceError):
         self.retry_after = retry_after
 
 
+class HeadersTooLarge(ServiceError):
+    status_code = 431
+
+
+class NotImplementedFeature(ServiceError):
+    status_code = 501
+
+
 class Unavailable(ServiceError):
     status_code = 503
 
@@ -94,6 +102,11 @@ TOO_MANY_PARTS = (
     "the multipart body has over {limit} parts, the most this server reads in one request: send one file "
     "field per image, and split large batches into several requests"
 )
+MISSING_HOST = "an HTTP/1.1 request must carry a Host header (RFC 9112): send Host: <the server's name>"
+UNSUPPORTED_TRANSFER_ENCODING = (
+    "unsupported Transfer-Encoding {coding!r}: send the body with Content-Length, or chunked without other codings"
+)
+HEADERS_TOO_LARGE = "the request headers are over the limit of {limit:,} bytes: send fewer or shorter headers"
 EMPTY_BATCH = "the batch is empty: send at least one image"
 INVALID_JSON = "the body is not valid JSON ({reason}): send an object such as {example}"
 JSON_NOT_OBJECT = "the JSON body must be an object such as {example}"

@@ -58,6 +58,26 @@ DOCS_HEADERS = [
 ]
 
 
+#: The most bytes of request headers (names and values) a request may carry: nginx's default
+#: (4 buffers of 8 KB); browsers and HTTP libraries send under 2 KB. uvicorn's httptools parser has
+#: already buffered them by then, so this bounds what is accepted, not what is read (docs/reliability.md).
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def conformance_error(scope: Scope, headers: dict[bytes, bytes]) -> errors.ServiceError | None:
+    """What RFC 9112 says to refuse that uvicorn lets through: no Host, oversized headers, unknown codings."""
+    if scope["http_version"] == "1.1" and b"host" not in headers:
+        return errors.BadRequest(errors.MISSING_HOST)
+    coding = headers.get(b"transfer-encoding")
+    if coding is not None and coding.strip().lower() != b"chunked":
+        return errors.NotImplementedFeature(
+            errors.UNSUPPORTED_TRANSFER_ENCODING.format(coding=coding[: errors.ECHO_CHARS].decode("latin-1"))
+        )
+    if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+        return errors.HeadersTooLarge(errors.HEADERS_TOO_LARGE.format(limit=MAX_HEADER_BYTES))
+    return None
+
+
 _REQUEST_IDS = itertools.count(1)
 _ID_PREFIX = f"{random.getrandbits(48):012x}"
 
@@ -101,17 +121,28 @@ class ServiceMiddleware:
         elif path.startswith(("/docs", "/redoc")):
             extra_headers += DOCS_HEADERS
 
+        method: str = scope["method"]
+        head = method == "HEAD"
+        if head:
+            # HEAD is GET without the body (RFC 9110), on every GET route: the routes declare GET only.
+            # A copy: uvicorn reads the original's method to leave the body out.
+            scope = {**scope, "method": "GET"}
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), *extra_headers]
+            elif head and message["type"] == "http.response.body":
+                message = {"type": "http.response.body", "body": b"", "more_body": message.get("more_body", False)}
             await send(message)
 
         client = (scope.get("client") or ("unknown", 0))[0]
         counted = False
         try:
+            if refusal := conformance_error(scope, headers):
+                raise refusal
             if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
                 raise errors.Unauthorized(errors.MISSING_API_KEY)
             if self.per_client and not path.startswith(PROBE_PATHS):
@@ -150,11 +181,11 @@ class ServiceMiddleware:
                     del self.runtime.in_flight[client]
             route_path = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            metrics.observe_request(route_path, scope["method"], status, elapsed)
+            metrics.observe_request(route_path, method, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 self.access.record(
                     request_id=request_id,
-                    method=scope["method"],
+                    method=method,
                     path=path,
                     route=route_path,
                     status=status,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import struct
 import time
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service import errors
 from tests.conftest import DATA, encode
 from tests.service.live_server import LiveServer
 
@@ -571,7 +573,7 @@ CASES: list[Call] = [
         lambda: multipart(*[("other", None, None, b"x") for _ in range(2000)]),
         MULTIPART,
         413,
-        "over the batch limit",
+        "parts, the most this server reads",
         path="/predict/batch",
     ),
     # Bodies over the size limit (16 MiB by default).
@@ -898,14 +900,6 @@ def test_chunked_body_over_the_limit_is_cut_off(server: LiveServer) -> None:
             b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
             (400, 431),
             id="200-kb-header",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "uvicorn's httptools parser has no limit on header size (20 MB of headers are "
-                    "buffered and accepted); service/__main__.py would need http='h11' with "
-                    "h11_max_incomplete_event_size, or a proxy in front that limits headers"
-                ),
-            ),
         ),
         (b"GARBAGE\r\n\r\n", 400),
     ],
@@ -921,6 +915,68 @@ def test_malformed_http_is_refused(server: LiveServer, head: bytes, status: int 
     allowed = status if isinstance(status, tuple) else (status,)
     assert answer[:12] in [f"HTTP/1.1 {code}".encode() for code in allowed], answer[:300]
     assert_server_answers(server)
+
+
+def answer_of(server: LiveServer, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-cased) and body of the one response to raw bytes sent on a new connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = read_response(sock)
+    top, _, body = answer.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "message"),
+    [
+        (b"GET /health/live HTTP/1.1\r\n\r\n", 400, errors.MISSING_HOST),
+        (
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            501,
+            errors.UNSUPPORTED_TRANSFER_ENCODING.format(coding="gzip, chunked"),
+        ),
+        (
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n",
+            431,
+            errors.HEADERS_TOO_LARGE.format(limit=32 * 1024),
+        ),
+    ],
+    ids=["http11-without-host", "gzip-chunked", "40-kb-header"],
+)
+def test_what_rfc_9112_refuses_is_refused_in_json(server: LiveServer, head: bytes, status: int, message: str) -> None:
+    code, headers, body = answer_of(server, head)
+    assert code == status, body
+    assert json.loads(body) == {"detail": message}
+    assert headers["x-request-id"] and headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/model", "/metrics", "/openapi.json", "/v2"])
+def test_head_answers_on_every_get_route(server: LiveServer, path: str) -> None:
+    status, headers, body = server.request("HEAD", path)
+    get_status, get_headers, _ = server.request("GET", path)
+    assert status == get_status == 200 and body == b""
+    assert headers["content-type"] == get_headers["content-type"]
+
+
+@pytest.mark.parametrize("path", ["/predict/", "/model/", "/v2/health/live/"])
+def test_a_trailing_slash_never_redirects_to_the_clients_host(server: LiveServer, path: str) -> None:
+    status, headers, _ = server.request("POST", path, b"", {"Host": "evil.example"})
+    assert status == 404 and "location" not in headers
+
+
+def test_a_client_that_leaves_mid_pipeline_leaves_no_traceback(server: LiveServer) -> None:
+    """300 pipelined requests, 100 bytes read, then close: the client left, which is not an error."""
+    before = server.logs()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+        sock.recv(100)
+    time.sleep(1.5)
+    assert_server_answers(server)
+    new = server.logs()[len(before) :]
+    assert "Traceback" not in new and '"level":"error"' not in new, new[-3000:]
 
 
 def test_server_logs_have_no_tracebacks(server: LiveServer) -> None:
