@@ -17,7 +17,10 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from PIL import Image
+
 from service.errors import (
+    IMAGE_BOMB,
     IMAGE_OVER_LIMIT,
     IMAGE_TOO_COMPLEX,
     IMAGE_TOO_LARGE,
@@ -187,6 +190,9 @@ def check_cost(cost: ImageCost, max_pixels: int) -> None:
     width, height, pixels = cost.width, cost.height, cost.pixels
     if width < 1 or height < 1:
         raise InvalidInput(UNDECODABLE_IMAGE.format(reason="the image has no pixels"))
+    if pixels > 2 * (Image.MAX_IMAGE_PIXELS or 2**62):
+        # Beyond what PIL itself calls a bomb: the same message as before the header check.
+        raise PayloadTooLarge(IMAGE_BOMB.format(limit=max_pixels))
     if pixels > max_pixels:
         raise PayloadTooLarge(IMAGE_TOO_LARGE.format(width=width, height=height, pixels=pixels, limit=max_pixels))
     limit = min(cost.limit, max_pixels)

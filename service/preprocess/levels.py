@@ -17,7 +17,6 @@ from PIL import Image
 from service.errors import NO_DIGIT, InvalidInput
 from service.preprocess.crop import digit_box
 from service.preprocess.form import BoolArray, ByteArray, FloatArray
-from service.preprocess.frame import STROKE_SIDE
 from service.preprocess.grey import to_bytes
 
 #: Below this difference between the ink and the background (on a 0-1 scale) there is no digit.
@@ -106,14 +105,7 @@ def digit(image: Image.Image) -> FloatArray:
         strong = int(np.searchsorted(table, CORE_LEVEL, side="right"))
         faint = int(np.searchsorted(table, 0, side="right"))
         top, bottom, left, right = digit_box(grey, strong - 1, faint - 1)
-        pixels = grey[top:bottom, left:right]
-        factor = max(pixels.shape) // STROKE_SIDE
-        if factor >= 2:
-            # Framing would box-average the crop down by this factor anyway: do it now, in 8
-            # bits and in C, so the table and everything after see a quarter of the pixels or
-            # fewer (the drawing page's 280 px canvas: 1/4).
-            pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).reduce(factor))
-        return table[pixels]
+        return table[grey[top:bottom, left:right]]
     # Phone photos are lit unevenly: subtract a smooth fit of the paper, so a shadow or a bright
     # corner is not taken for ink. A fixed lift keeps the noise below the paper measurable.
     ink = grey.astype(np.float32) * np.float32(1 / 255)
