@@ -62,5 +62,17 @@ def test_the_bare_floor_answers_and_every_worker_stops_with_it(tmp_path: Path) -
         server.wait_workers(2)
         group = descendants(server.process.pid)
         assert len(group) >= 3  # uvicorn's supervisor and its two workers
-    alive = [pid for pid in group if Path(f"/proc/{pid}").exists()]
-    assert not alive, server.logs()[-2000:]
+    assert not running(group), server.logs()[-2000:]
+
+
+def running(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` that still run: gone or zombie (killed, not reaped yet by init) do not count."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
