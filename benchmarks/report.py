@@ -15,10 +15,12 @@ from benchmarks.summary import (
     TARGET_BEYOND_DECODE,
     Summary,
     check,
+    divide,
     fmt,
     median,
     ratio,
     targets_table,
+    times,
     verdict,
 )
 from benchmarks.targets import BARE, FLOOR, OBVIOUS
@@ -83,7 +85,10 @@ def conditions(args: argparse.Namespace, m: Measured) -> list[str]:
         "",
         "Speed and latency are medians over the quiet loads of each server and input (other processes using "
         f"at most {QUIET_CORES} cores during it), or over all its loads if none was quiet; errors, memory "
-        "and start-up cover all rounds."
+        "and start-up cover all rounds. Ratios to the floors are medians of the round-by-round ratios (both servers "
+        'measured in the same round) over all rounds. "By CPU ms" is the floor\'s CPU ms per request over this '
+        "server's: the req/s ratio a CPU-bound run on an otherwise idle machine would give, and the one to read "
+        "when other processes took the cores."
         if args.quiet_only
         else "Medians over all rounds.",
     ]
@@ -126,8 +131,9 @@ def input_section(kind: Input, m: Measured, workers: int) -> list[str]:
         f"### `POST /predict`: {kind.description} (`{kind.kind}`, {size_text(len(kind.data))})",
         "",
         "| server | req/s | p50 ms | p99 ms | worst p99 ms | CPU ms / request | vs FastAPI floor "
-        "| vs bare floor | vs decode limit | rounds used | errors | check |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| vs bare floor | vs decode limit | by CPU ms: vs FastAPI floor | by CPU ms: vs bare floor "
+        "| rounds used | errors | check |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for s in m.summaries:
         rps = s.rps(kind.kind)
@@ -135,9 +141,11 @@ def input_section(kind: Input, m: Measured, workers: int) -> list[str]:
         lines.append(
             f"| {s.target.label} | {fmt(rps)} | {fmt(s.p50(kind.kind), 2)} | {fmt(s.p99(kind.kind), 2)} "
             f"| {fmt(s.worst_p99(kind.kind), 2)} | {fmt(s.cpu_ms(kind.kind), 2)} "
-            f"| {ratio(rps, floor.rps(kind.kind)) if floor else 'n/a'} "
-            f"| {ratio(rps, bare.rps(kind.kind)) if bare else 'n/a'} "
+            f"| {times(s.vs(floor, kind.kind)) if floor else 'n/a'} "
+            f"| {times(s.vs(bare, kind.kind)) if bare else 'n/a'} "
             f"| {ratio(rps, limit) if s.target.kind in ('service', OBVIOUS) else ''} "
+            f"| {times(divide(floor.cpu_ms(kind.kind), s.cpu_ms(kind.kind))) if floor else 'n/a'} "
+            f"| {times(divide(bare.cpu_ms(kind.kind), s.cpu_ms(kind.kind))) if bare else 'n/a'} "
             f"| {s.rounds_used(kind.kind)} | {s.errors(kind.kind)} | {', '.join(checks)} |"
         )
     return lines

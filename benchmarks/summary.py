@@ -36,6 +36,10 @@ def ratio(a: float, b: float) -> str:
     return "n/a" if a != a or b != b or b == 0 else f"{a / b:.2f}×"
 
 
+def times(x: float) -> str:
+    return "n/a" if x != x else f"{x:.2f}×"
+
+
 def divide(a: float, b: float) -> float:
     return a / b if a == a and b == b and b else float("nan")
 
@@ -80,6 +84,16 @@ class Summary:
 
     def worst_p99(self, kind: str = BEST_CASE) -> float:
         return max((x.hey.p99_ms for x in self.used(kind)), default=float("nan"))
+
+    def vs(self, other: Summary, kind: str = BEST_CASE) -> float:
+        """req/s relative to ``other`` on one input: the median of the two servers' ratios round by round.
+
+        Both ran in the same round, minutes apart, so a ratio of one round's pair is less disturbed by
+        a shared machine than a ratio of medians picked from different rounds.
+        """
+        mine = {r.round: r.loads[kind].hey.rps for r in self.runs if kind in r.loads}
+        theirs = {r.round: r.loads[kind].hey.rps for r in other.runs if kind in r.loads}
+        return median([divide(mine[n], theirs[n]) for n in mine if n in theirs])
 
     def cpu_ms(self, kind: str = BEST_CASE) -> float:
         return median([x.cpu_ms_per_request for x in self.used(kind)])
@@ -136,7 +150,7 @@ def targets_table(
     rows: list[tuple[str, str, bool | None]] = []
     obvious, floor, bare = (references.get(name) for name in ("obvious", "floor", "bare"))
     if floor is not None:
-        x = divide(service.rps("canvas"), floor.rps("canvas"))
+        x = service.vs(floor, "canvas")
         rows.append(
             (
                 f"/predict on the page's canvas PNG ≥ {TARGET_CANVAS_VS_FLOOR}× the FastAPI floor on it",
@@ -145,7 +159,7 @@ def targets_table(
             )
         )
     if bare is not None:
-        x = divide(service.rps(BEST_CASE), bare.rps(BEST_CASE))
+        x = service.vs(bare, BEST_CASE)
         rows.append(
             (
                 f"/predict on the MNIST PNG ≥ {TARGET_MNIST_VS_BARE}× the bare-uvicorn floor",
@@ -154,7 +168,7 @@ def targets_table(
             )
         )
     if obvious is not None:
-        x = divide(service.rps(), obvious.rps())
+        x = service.vs(obvious)
         rows.append(
             (
                 f"/predict (MNIST PNG) ≥ {TARGET_RPS_VS_OBVIOUS}× obvious",

@@ -44,13 +44,40 @@ def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     return process
 
 
+#: How long a SIGKILLed group may take to be gone (measured: about 2 s for an orphaned
+#: multiprocessing resource tracker on the loaded 2-core machine).
+KILL_WAIT_S = 10.0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that still run (zombies, dead but not reaped yet, do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL what is left of ``process``'s group (workers may outlive their parent), and reap it."""
+    """SIGKILL what is left of ``process``'s group (workers may outlive their parent) and wait until it is gone.
+
+    Orphans (multiprocessing's resource tracker) are not our children to wait for, so the group is
+    watched in /proc: the next server must not start beside the last one's leftovers.
+    """
     _LIVE.pop(process.pid, None)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
+    deadline = time.monotonic() + KILL_WAIT_S
+    while group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def terminate(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:

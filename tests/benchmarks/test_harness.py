@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,35 @@ def test_a_commit_is_checked_out_for_the_run_and_removed_after() -> None:
 def test_an_unknown_commit_stops_the_run() -> None:
     with contextlib.ExitStack() as stack, pytest.raises(SystemExit, match="cannot check out"):
         check_out("no-such-commit-anywhere", stack)
+
+
+def test_the_bare_floor_answers_and_every_worker_stops_with_it(tmp_path: Path) -> None:
+    from benchmarks.targets import BARE, Target
+    from harness import MULTIPART_CONTENT_TYPE, Server, descendants, free_port, multipart_body, post
+
+    port = free_port()
+    target = Target(BARE, BARE, workers=2)
+    server = Server(BARE, target.argv(port), port=port, log_path=tmp_path / "bare.log")
+    with server:
+        assert server.process is not None
+        status, answer = post(
+            port, "/predict", multipart_body("file", [b"\x89PNG" + b"\0" * 70_000]), MULTIPART_CONTENT_TYPE
+        )
+        assert status == 200 and isinstance(answer, dict) and answer["digit"] == 0
+        server.wait_workers(2)
+        group = descendants(server.process.pid)
+        assert len(group) >= 3  # uvicorn's supervisor and its two workers
+    assert not running(group), server.logs()[-2000:]
+
+
+def running(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` that still run: gone or zombie (killed, not reaped yet by init) do not count."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
