@@ -18,7 +18,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from service import metrics, v2
-from service.v2.schemas import V2Error
 from service.config import Settings
 from service.grpc_api.server import serve as serve_grpc
 from service.inference import Batcher, Classifier
@@ -32,6 +31,7 @@ from service.responses import (
 )
 from service.routes import prediction_router
 from service.runtime import Runtime
+from service.v2.schemas import V2Error
 
 log = logging.getLogger("service")
 
