@@ -139,11 +139,6 @@ IMAGE_OVER_LIMIT = (
 IMAGE_TOO_COMPLEX = "the {kind} has more than {limit:,} {parts}: re-save it as a plain PNG or JPEG"
 
 # --- The KServe v2 gRPC API (service/grpc_api): the v2 messages, and these for what only gRPC has
-GRPC_UNKNOWN_MODEL = "unknown model {name!r}: this server serves the models {served}"
-GRPC_MODEL_INPUT = (
-    "model {model!r} takes exactly one input tensor, {input!r} ({datatype} {shape}); got {got}: "
-    "send that input, or use the model {other!r} for {other_input!r}"
-)
 GRPC_NO_DATA = "input {name!r} has no data: send it in raw_input_contents (as tritonclient does) or in contents.{field}"
 GRPC_RAW_COUNT = (
     "the request has {got} raw_input_contents for {expected} input: send one raw_input_contents entry "

@@ -13,7 +13,6 @@ from service import errors
 from service.config import Settings
 from service.inference import Batcher, Classified, Classifier, Prepare
 from service.logs import AccessLog
-from service.work import ImagesWork
 
 
 @dataclass
@@ -65,7 +64,8 @@ class Runtime:
         batcher = self.batcher
         # No timeout of its own: the middleware's request timeout cancels this task, and with it
         # the job's future, so the batcher skips the job if it has not started on it.
-        if self.pool is not None and isinstance(prepare, ImagesWork) and prepare.heavy:
+        # The flag, not the type: a wrapper (v2's statistics timer) passes on the heaviness of its work.
+        if self.pool is not None and getattr(prepare, "heavy", False) is True:
             images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
             return await batcher.submit(lambda: images)
         return await batcher.submit(prepare)

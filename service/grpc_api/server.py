@@ -21,10 +21,13 @@ import grpc
 import grpc.aio
 from google.protobuf import json_format
 
-from service import errors, metrics, model_repository, v2
+from service import errors, metrics
 from service.grpc_api import tensors
 from service.grpc_api.proto import model_config_pb2, service_pb2
-from service.routes import Runtime
+from service.inference import Classifier
+from service.runtime import Runtime
+from service.v2 import encode, spec, stats
+from service.v2.routes import served_model
 
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
@@ -139,19 +142,32 @@ class Guard:
         return guarded
 
 
-def _ready_or_raise(runtime: Runtime) -> None:
-    if runtime.draining:
-        raise errors.Unavailable(errors.SHUTTING_DOWN)
-    if not runtime.ready:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
+def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, str]]:
+    """``POST /v2/repository/index``'s answer (service/v2/routes.py), from the same model list."""
+    classifier = runtime.classifier
+    ready = runtime.ready and not runtime.draining
+    if classifier is None or (only_ready and not ready):
+        return []
+    state, reason = ("READY", "") if ready else ("UNAVAILABLE", "not ready")
+    return [
+        {"name": name, "version": classifier.version, "state": state, "reason": reason}
+        for name in spec.served_models(classifier.name)
+    ]
 
 
 class InferenceServicer:
-    """The RPCs of ``inference.GRPCInferenceService`` that this server has (the rest answer UNIMPLEMENTED)."""
+    """The RPCs of ``inference.GRPCInferenceService`` that this server has (the rest answer UNIMPLEMENTED).
+
+    Each answers what its HTTP v2 route answers, built by the same functions (``service.v2``); an
+    empty version (gRPC's default) names the served one, as a path without ``/versions`` does.
+    """
 
     def __init__(self, runtime: Runtime, version: str) -> None:
         self.runtime = runtime
         self.version = version
+
+    def _model(self, name: str, version: str) -> tuple[Classifier, spec.ModelSpec]:
+        return served_model(self.runtime, name, version or None)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
@@ -161,65 +177,66 @@ class InferenceServicer:
         return service_pb2.ServerReadyResponse(ready=self.runtime.ready and not self.runtime.draining)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
-        model_repository.find_model(self.runtime.classifier, request.name, request.version)
+        self._model(request.name, request.version)
         return service_pb2.ModelReadyResponse(ready=self.runtime.ready and not self.runtime.draining)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
-        return service_pb2.ServerMetadataResponse(name=v2.SERVER_NAME, version=self.version, extensions=EXTENSIONS)
+        return service_pb2.ServerMetadataResponse(name=spec.SERVER_NAME, version=self.version, extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
-        classifier, spec = model_repository.find_model(self.runtime.classifier, request.name, request.version)
-        return json_format.ParseDict(
-            model_repository.model_metadata(classifier, spec), service_pb2.ModelMetadataResponse()
-        )
+        classifier, model = self._model(request.name, request.version)
+        metadata = encode.model_metadata(model, classifier.version)
+        return json_format.ParseDict(metadata, service_pb2.ModelMetadataResponse())
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
-        classifier, spec = model_repository.find_model(self.runtime.classifier, request.name, request.version)
-        config = model_repository.model_config(classifier, spec, self.runtime.settings)
+        classifier, model = self._model(request.name, request.version)
+        config = encode.model_config(model, classifier, self.runtime.settings)
         return service_pb2.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
-        models = model_repository.repository_index(self.runtime.classifier, self.runtime.ready, request.ready)
+        models = repository_index(self.runtime, request.ready)
         return json_format.ParseDict({"models": models}, service_pb2.RepositoryIndexResponse())
 
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
-        report = model_repository.STATISTICS.report(self.runtime.classifier, request.name, request.version)
+        # The Prometheus-backed numbers of /v2/models/stats: HTTP and gRPC count into the same ones.
+        if request.name:
+            classifier, model = self._model(request.name, request.version)
+            names = [model.name]
+        elif self.runtime.classifier is None:
+            raise errors.Unavailable(errors.MODEL_NOT_READY)
+        else:
+            classifier = self.runtime.classifier
+            names = list(spec.served_models(classifier.name))
+        values = await asyncio.to_thread(stats.snapshot)
+        report = {"model_stats": [stats.model_stats(name, classifier.version, values) for name in names]}
         return json_format.ParseDict(report, service_pb2.ModelStatisticsResponse())
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        started = time.perf_counter_ns()
-        classifier, spec = model_repository.find_model(
-            self.runtime.classifier, request.model_name, request.model_version
-        )
-        if request.ByteSize() > self.runtime.settings.max_body_bytes:
-            # The limit HTTP sets on a body; gRPC itself refuses messages over it by more than the framing.
-            raise errors.PayloadTooLarge(errors.BODY_TOO_LARGE.format(limit=self.runtime.settings.max_body_bytes))
+        classifier, model = self._model(request.model_name, request.model_version)
+        settings = self.runtime.settings
+        timer = stats.Timer(model.name)
         try:
-            models = model_repository.served_models(classifier)
-            outputs = tensors.requested_outputs(request, spec)
-            prepare = tensors.inference_work(request, spec, models, self.runtime.settings)
-            parsed = time.perf_counter_ns()
-            _, probabilities = await self.runtime.classify(prepare)
-            inferred = time.perf_counter_ns()
+            if request.ByteSize() > settings.max_body_bytes:
+                # HTTP's limit on a body; gRPC itself refuses messages over it by more than the framing.
+                raise errors.PayloadTooLarge(errors.BODY_TOO_LARGE.format(limit=settings.max_body_bytes))
+            outputs = tensors.requested_outputs(request)
+            prepare = tensors.inference_work(request, model, settings)
+            _, probabilities = await self.runtime.classify(timer.timed(prepare))
+            timer.mark_inferred()
             response = service_pb2.ModelInferResponse(
-                model_name=spec.name, model_version=model_repository.triton_version(classifier.version), id=request.id
+                model_name=model.name, model_version=classifier.version, id=request.id
             )
-            tensors.fill_response(response, probabilities, outputs, spec)
+            tensors.fill_response(response, encode.output_tensors(probabilities), outputs)
         except BaseException:
-            model_repository.STATISTICS.record_failure(spec.name, time.perf_counter_ns() - started)
+            # As over HTTP: bad inputs, timeouts and cancellations count as failed requests.
+            timer.failed()
             raise
-        done = time.perf_counter_ns()
-        stages = {
-            "compute_input": parsed - started,
-            "compute_infer": inferred - parsed,
-            "compute_output": done - inferred,
-        }
-        model_repository.STATISTICS.record_success(spec.name, len(probabilities), stages, done - started)
+        timer.succeeded(len(probabilities))
         return response
 
 
-#: The protocol extensions this gRPC server has (binary tensor data is native to gRPC).
-EXTENSIONS: Final = ["model_configuration", "statistics", "model_repository"]
+#: The protocol extensions of HTTP v2 that this gRPC server has (binary tensor data is gRPC's own form).
+EXTENSIONS: Final = [name for name in spec.EXTENSIONS if name != "binary_tensor_data"]
 #: The unary RPCs served, with their request message types.
 RPCS: Final = {
     "ServerLive": service_pb2.ServerLiveRequest,

@@ -66,18 +66,11 @@ class Timer:
         self.started = time.perf_counter_ns()
         self.submitted = self.prepare_started = self.prepare_ended = self.inferred = 0
 
-    def timed(self, prepare: Prepare) -> Prepare:
-        """``prepare`` as the batcher runs it, marking the time it is handed over, starts and ends."""
+    def timed(self, prepare: Prepare) -> TimedWork:
+        """``prepare`` as the batcher (or the preparation pool) runs it, marking the time it is
+        handed over, starts and ends."""
         self.submitted = time.perf_counter_ns()
-
-        def run() -> Any:
-            self.prepare_started = time.perf_counter_ns()
-            try:
-                return prepare()
-            finally:
-                self.prepare_ended = time.perf_counter_ns()
-
-        return run
+        return TimedWork(self, prepare)
 
     def mark_inferred(self) -> None:
         self.inferred = time.perf_counter_ns()
@@ -95,6 +88,26 @@ class Timer:
 
     def failed(self) -> None:
         _add(self.model, "fail", time.perf_counter_ns() - self.started)
+
+
+class TimedWork:
+    """Work wrapped by a :class:`Timer`. It keeps the work's ``heavy`` flag (``ImagesWork``), so that
+    ``Runtime.classify`` still prepares many or large images in its pool, off the batcher thread."""
+
+    def __init__(self, timer: Timer, prepare: Prepare) -> None:
+        self.timer = timer
+        self.prepare = prepare
+
+    @property
+    def heavy(self) -> bool:
+        return getattr(self.prepare, "heavy", False) is True
+
+    def __call__(self) -> Any:
+        self.timer.prepare_started = time.perf_counter_ns()
+        try:
+            return self.prepare()
+        finally:
+            self.timer.prepare_ended = time.perf_counter_ns()
 
 
 def _collected() -> Iterable[Metric]:

@@ -1,7 +1,8 @@
 """The KServe v2 gRPC API (``inference.GRPCInferenceService``), against a real ``python -m service``.
 
-tritonclient's gRPC client drives every RPC as it would drive Triton; hand-built requests on the
-raw stub (which the client would refuse to send) check every hostile input's status and message.
+tritonclient's gRPC client drives every RPC as it would drive Triton, and each answer is compared
+with the HTTP v2 route's (they are built by the same functions); hand-built requests on the raw
+stub (which the client would refuse to send) check every hostile input's status and message.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as tritonclient
+from google.protobuf import json_format
+from PIL import Image
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from benchmarks.common import HOST, free_port
-from service import errors, v2
+from service import errors
+from service.v2 import messages, spec
 from tests.conftest import encode
 from tests.service.live_server import LiveServer
 
 MODEL = "mnist-improved"
-BYTES_MODEL = "mnist-improved-bytes"
 #: A body limit small enough to cross with a few images (the settings allow no less than 1024).
 SMALL_BODY = 64 * 1024
 API_KEY = "grpc-test-key"
@@ -137,47 +140,37 @@ def test_vendored_messages_are_tritonclients() -> None:
 
 def test_health_and_server_metadata(server: Server) -> None:
     assert server.client.is_server_live() and server.client.is_server_ready()
-    assert server.client.is_model_ready(MODEL) and server.client.is_model_ready(BYTES_MODEL)
+    assert server.client.is_model_ready(MODEL)
     metadata = server.client.get_server_metadata(as_json=True)
     http = server.http.get("/v2").json()
-    assert metadata["name"] == http["name"] == v2.SERVER_NAME and metadata["version"] == http["version"]
+    assert metadata["name"] == http["name"] == spec.SERVER_NAME and metadata["version"] == http["version"]
+    # Binary tensor data is an HTTP extension: gRPC's raw contents are its own form.
+    assert metadata["extensions"] == [e for e in http["extensions"] if e != "binary_tensor_data"]
     assert {"model_configuration", "statistics", "model_repository"} <= set(metadata["extensions"])
 
 
-def test_model_metadata_lists_one_input_per_model(server: Server) -> None:
+def test_model_metadata_is_https(server: Server) -> None:
+    http = server.http.get(f"/v2/models/{MODEL}").json()
     version = server.http.get("/model").json()["version"]
-    tensor = server.client.get_model_metadata(MODEL, as_json=True)
-    # Triton's integer version: the major number of the model's (1 for 1.0.0-int8).
-    assert (
-        tensor["name"] == MODEL
-        and tensor["versions"] == [version.split(".")[0]] == ["1"]
-        and tensor["platform"] == "onnxruntime_onnx"
-    )
-    assert tensor["inputs"] == [{"name": "image", "datatype": "FP32", "shape": ["-1", "28", "28", "1"]}]
-    outputs = [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "10"]}]
-    outputs.append({"name": "digit", "datatype": "INT64", "shape": ["-1"]})
-    assert tensor["outputs"] == outputs
-    files = server.client.get_model_metadata(BYTES_MODEL, as_json=True)
-    # [N, 1], as Triton lists a batch of one element each; [N] is accepted too.
-    assert files["inputs"] == [{"name": "image_bytes", "datatype": "BYTES", "shape": ["-1", "1"]}]
-    assert files["outputs"] == outputs
+    for grpc_version in ("", version):
+        metadata = server.client.get_model_metadata(MODEL, grpc_version)
+        assert metadata == json_format.ParseDict(http, service_pb2.ModelMetadataResponse())
+    assert list(metadata.versions) == [version] and metadata.platform == "onnxruntime_onnx"
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs][0] == ("image", "FP32", [-1, 28, 28, 1])
+    assert [(t.name, t.datatype) for t in metadata.outputs][:2] == [("probabilities", "FP32"), ("digit", "INT64")]
 
 
-def test_model_config_and_repository_index(server: Server) -> None:
-    config = server.client.get_model_config(MODEL, as_json=True)["config"]
-    assert config["name"] == MODEL and config["platform"] == "onnxruntime_onnx"
-    assert int(config["max_batch_size"]) == 256  # DIGITS_MAX_BATCH_IMAGES
-    assert [(i["name"], i["data_type"], i["dims"]) for i in config["input"]] == [
-        ("image", "TYPE_FP32", ["28", "28", "1"])
-    ]
-    assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [
-        ("probabilities", "TYPE_FP32", ["10"]),
-        ("digit", "TYPE_INT64", ["1"]),
-    ]
-    files = server.client.get_model_config(BYTES_MODEL, as_json=True)["config"]
-    assert [(i["name"], i["data_type"], i["dims"]) for i in files["input"]] == [("image_bytes", "TYPE_STRING", ["1"])]
-    index = server.client.get_model_repository_index(as_json=True)["models"]
-    assert [(m["name"], m["state"]) for m in index] == [(MODEL, "READY"), (BYTES_MODEL, "READY")]
+def test_model_config_and_repository_index_are_https(server: Server) -> None:
+    config = server.client.get_model_config(MODEL).config
+    http = server.http.get(f"/v2/models/{MODEL}/config").json()
+    assert config == json_format.ParseDict(http, model_config_pb2.ModelConfig())
+    assert config.name == MODEL and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 256  # DIGITS_MAX_BATCH_IMAGES
+    assert (config.input[0].name, list(config.input[0].dims)) == ("image", [28, 28, 1])
+    index = server.client.get_model_repository_index()
+    http_index = server.http.post("/v2/repository/index").json()
+    assert index == json_format.ParseDict({"models": http_index}, service_pb2.RepositoryIndexResponse())
+    assert [(m.name, m.state) for m in index.models][0] == (MODEL, "READY")
 
 
 def test_infer_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
@@ -190,18 +183,17 @@ def test_infer_equals_predict_batch(server: Server, mnist_sample: tuple[np.ndarr
     assert digits.dtype == np.int64 and (digits == probabilities.argmax(axis=1)).all()
     assert (digits == labels).mean() >= 0.95
     response = result.get_response(as_json=True)
-    assert response["id"] == "grpc-7" and response["model_name"] == MODEL and response["model_version"] == "1"
-    # The full version names the model too.
     version = server.http.get("/model").json()["version"]
+    assert response["id"] == "grpc-7" and response["model_name"] == MODEL and response["model_version"] == version
     assert server.client.infer(MODEL, [image_input(images[:1])], model_version=version).as_numpy("digit").shape == (1,)
 
 
 def test_infer_on_encoded_files(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = mnist_sample[0][:16], mnist_sample[1][:16]
     files = [encode(255 - image) for image in images]  # dark ink on white, as a scan would be
-    tensor = tritonclient.InferInput("image_bytes", [len(files), 1], "BYTES")  # the listed shape [N, 1]
-    tensor.set_data_from_numpy(np.array(files, dtype=np.object_).reshape(-1, 1))
-    result = server.client.infer(BYTES_MODEL, [tensor])
+    tensor = tritonclient.InferInput("image_bytes", [len(files)], "BYTES")
+    tensor.set_data_from_numpy(np.array(files, dtype=np.object_))
+    result = server.client.infer(MODEL, [tensor])
     body = {"images": [base64.b64encode(f).decode() for f in files]}
     http = server.http.post("/predict/batch", json=body).json()["predictions"]
     np.testing.assert_allclose(result.as_numpy("probabilities"), [p["probabilities"] for p in http], atol=1e-6)
@@ -218,12 +210,12 @@ def test_typed_contents_instead_of_raw(server: Server, mnist_sample: tuple[np.nd
     np.testing.assert_allclose(probabilities, http_probabilities(server, images), atol=1e-6)
 
     files = [encode(image) for image in images]
-    typed = service_pb2.ModelInferRequest(model_name=BYTES_MODEL)
+    typed = service_pb2.ModelInferRequest(model_name=MODEL)
     typed.inputs.add(name="image_bytes", datatype="BYTES", shape=[4]).contents.bytes_contents.extend(files)
     response = server.stub.ModelInfer(typed, timeout=30)
     tensor = tritonclient.InferInput("image_bytes", [4], "BYTES")
     tensor.set_data_from_numpy(np.array(files, dtype=np.object_))
-    raw = server.client.infer(BYTES_MODEL, [tensor]).as_numpy("probabilities")
+    raw = server.client.infer(MODEL, [tensor]).as_numpy("probabilities")
     np.testing.assert_allclose(np.frombuffer(response.raw_output_contents[0], "<f4").reshape(4, 10), raw, atol=1e-6)
 
 
@@ -235,26 +227,41 @@ def test_requested_outputs(server: Server, mnist_sample: tuple[np.ndarray, np.nd
     assert result.as_numpy("probabilities") is None and result.as_numpy("digit").shape == (3,)
 
 
-def test_statistics_count_each_inference(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
-    def stats() -> dict[str, Any]:
+def test_statistics_are_https(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray]) -> None:
+    """gRPC and HTTP count into the same statistics (v2's Prometheus counters) and report the same numbers."""
+
+    def grpc_stats() -> dict[str, Any]:
         (model,) = server.client.get_inference_statistics(MODEL, as_json=True)["model_stats"]
         return dict(model)
 
-    before = stats()
-    for count in (1, 5):
-        server.client.infer(MODEL, [image_input(mnist_sample[0][:count])])
+    def http_stats() -> dict[str, Any]:
+        (model,) = server.http.get(f"/v2/models/{MODEL}/stats").json()["model_stats"]
+        return dict(model)
+
+    def count(stats: dict[str, Any], stage: str) -> int:
+        return int(stats["inference_stats"][stage].get("count", 0))
+
+    before = grpc_stats()
+    for images in (1, 5):
+        server.client.infer(MODEL, [image_input(mnist_sample[0][:images])])
     with pytest.raises(InferenceServerException):
         server.client.infer(MODEL, [image_input(np.full((1, 28, 28), 255, np.uint8)[:0])])
-    after = stats()
-    # Triton numbers versions, and perf_analyzer reads the version here as an integer.
-    assert after["version"] == "1"
-    assert int(after["inference_count"]) - int(before.get("inference_count", 0)) == 6
-    success = after["inference_stats"]["success"]
-    assert int(success["count"]) - int(before["inference_stats"]["success"].get("count", 0)) == 2
-    assert int(success["ns"]) > 0 and int(after["inference_stats"]["compute_infer"]["ns"]) > 0
-    assert int(after["inference_stats"]["fail"]["count"]) >= 1
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 28, 28, 1], "data": [0.5] * 784}]}
+    assert server.http.post(f"/v2/models/{MODEL}/infer", json=body).status_code == 200
+    after = grpc_stats()
+    http = http_stats()
+    assert after["version"] == http["version"] == server.http.get("/model").json()["version"]
+    # Two gRPC inferences of 1 and 5 images and one HTTP inference of 1; one gRPC failure.
+    assert int(after["inference_count"]) - int(before.get("inference_count", 0)) == 7
+    assert count(after, "success") - count(before, "success") == 3
+    assert count(after, "fail") - count(before, "fail") == 1
+    for stage in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert count(http, stage) == count(after, stage), stage
+        assert int(http["inference_stats"][stage]["ns"]) == int(after["inference_stats"][stage].get("ns", 0)), stage
+    assert int(after["inference_stats"]["compute_infer"]["ns"]) > 0
     everything = server.client.get_inference_statistics(as_json=True)["model_stats"]
-    assert [m["name"] for m in everything] == [MODEL, BYTES_MODEL]
+    http_everything = server.http.get("/v2/models/stats").json()["model_stats"]
+    assert [m["name"] for m in everything] == [m["name"] for m in http_everything]
 
 
 def test_grpc_requests_are_in_the_metrics(server: Server) -> None:
@@ -277,20 +284,11 @@ def hostile_requests() -> list[tuple[str, Any, grpc.StatusCode, str]]:
         cases.append((name, request, code, message))
 
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    model_input_text = errors.GRPC_MODEL_INPUT.format(
-        model=MODEL,
-        input="image",
-        datatype="FP32",
-        shape="[N, 28, 28, 1]",
-        got="{got}",
-        other=BYTES_MODEL,
-        other_input="image_bytes",
-    )
     case(
         "unknown model",
         raw_request(one, model="nope"),
         grpc.StatusCode.NOT_FOUND,
-        errors.GRPC_UNKNOWN_MODEL.format(name="nope", served=f"{MODEL!r} or {BYTES_MODEL!r}"),
+        messages.UNKNOWN_MODEL.format(name="nope", served=repr(MODEL)),
     )
     request = raw_request(one)
     request.model_version = "7"
@@ -299,19 +297,19 @@ def hostile_requests() -> list[tuple[str, Any, grpc.StatusCode, str]]:
         "wrong datatype",
         raw_request(one, datatype="FP64"),
         invalid,
-        v2.WRONG_DATATYPE.format(name="image", expected="FP32", got="FP64"),
+        messages.WRONG_DATATYPE.format(name="image", expected="FP32", got="FP64"),
     )
     case(
         "wrong rank",
         raw_request(one, shape=[1, 784]),
         invalid,
-        v2.WRONG_SHAPE.format(name="image", expected="[N, 28, 28, 1]", limit=256, got=[1, 784]),
+        messages.WRONG_SHAPE.format(name="image", expected="[N, 28, 28, 1]", limit=256, got=[1, 784]),
     )
     case(
         "negative batch",
         raw_request(one, shape=[-1, 28, 28, 1]),
         invalid,
-        v2.WRONG_SHAPE.format(name="image", expected="[N, 28, 28, 1]", limit=256, got=[-1, 28, 28, 1]),
+        messages.WRONG_SHAPE.format(name="image", expected="[N, 28, 28, 1]", limit=256, got=[-1, 28, 28, 1]),
     )
     case("empty batch", raw_request(one[:0], shape=[0, 28, 28, 1]), invalid, errors.EMPTY_BATCH)
     case(
@@ -355,44 +353,50 @@ def hostile_requests() -> list[tuple[str, Any, grpc.StatusCode, str]]:
     case("raw and typed contents", request, invalid, errors.GRPC_RAW_AND_CONTENTS.format(name="image"))
     request = raw_request(one)
     request.inputs.add(name="image", datatype="FP32", shape=[1, 28, 28, 1])
-    case("two inputs", request, invalid, model_input_text.replace("{got}", "2 inputs"))
+    case("two inputs", request, invalid, messages.ONE_INPUT.format(got="2 inputs"))
     case(
         "no input",
         service_pb2.ModelInferRequest(model_name=MODEL),
         invalid,
-        model_input_text.replace("{got}", "no input"),
+        messages.ONE_INPUT.format(got="an empty list"),
     )
-    request = raw_request(one, name="image_bytes")
-    case("the other model's input", request, invalid, model_input_text.replace("{got}", "an input named 'image_bytes'"))
+    case("unknown input", raw_request(one, name="pixels"), invalid, messages.UNKNOWN_INPUT.format(name="pixels"))
+    case(
+        "image_bytes as FP32",
+        raw_request(one, name="image_bytes"),
+        invalid,
+        messages.WRONG_DATATYPE.format(name="image_bytes", expected="BYTES", got="FP32"),
+    )
     request = service_pb2.ModelInferRequest(model_name=MODEL)
     request.inputs.add(name="image", datatype="FP32", shape=[1, 28, 28, 1])
     request.raw_input_contents.append(NAN_IMAGE.tobytes())
-    case("NaN", request, invalid, v2.NOT_FINITE)
+    # The values are checked by v2's parser, as over HTTP.
+    case("NaN", request, invalid, messages.NOT_FINITE)
     request = service_pb2.ModelInferRequest(model_name=MODEL)
     request.inputs.add(name="image", datatype="FP32", shape=[1, 28, 28, 1])
     request.raw_input_contents.append(BIG_IMAGE.tobytes())
-    case("out of range", request, invalid, v2.OUT_OF_RANGE.format(low=3.0, high=3.0))
+    case("out of range", request, invalid, messages.OUT_OF_RANGE.format(low=3.0, high=3.0))
     request = raw_request(one)
     request.outputs.add(name="logits")
-    case("unknown output", request, invalid, v2.UNKNOWN_OUTPUT.format(name="logits"))
+    case("unknown output", request, invalid, messages.UNKNOWN_OUTPUT.format(name="logits"))
     request = raw_request(one)
     request.outputs.add(name="digit")
     request.outputs.add(name="digit")
-    case("output twice", request, invalid, v2.DUPLICATE_OUTPUT.format(name="digit"))
+    case("output twice", request, invalid, messages.DUPLICATE_OUTPUT.format(name="digit"))
     request = raw_request(one)
     request.inputs[0].parameters["shared_memory_region"].string_param = "region"
     case(
         "shared memory",
         request,
         invalid,
-        v2.UNSUPPORTED_PARAMETER.format(name="shared_memory_region", hint="send the data in the request body"),
+        messages.UNSUPPORTED_PARAMETER.format(name="shared_memory_region", hint="send the data in the request body"),
     )
 
-    files = service_pb2.ModelInferRequest(model_name=BYTES_MODEL)
+    files = service_pb2.ModelInferRequest(model_name=MODEL)
     files.inputs.add(name="image_bytes", datatype="BYTES", shape=[2])
     files.raw_input_contents.append((100).to_bytes(4, "little") + b"short")
-    case("BYTES length prefix that lies", files, invalid, v2.BYTES_ELEMENT.format(index=0, count=2))
-    files = service_pb2.ModelInferRequest(model_name=BYTES_MODEL)
+    case("BYTES length prefix that lies", files, invalid, messages.BYTES_ELEMENT.format(index=0, count=2))
+    files = service_pb2.ModelInferRequest(model_name=MODEL)
     files.inputs.add(name="image_bytes", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"not an image")
     case("not an image", files, invalid, "image_bytes[0]: the image could not be decoded")
     return cases
@@ -485,6 +489,32 @@ def test_body_limit(guarded: Server, mnist_sample: tuple[np.ndarray, np.ndarray]
     images = np.resize(mnist_sample[0], (200, 28, 28))
     error = rpc_error(guarded.stub.ModelInfer, raw_request(images, shape=[200, 28, 28, 1]), metadata)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+#: A request timeout far below the preparation of HEAVY_FILES (about 3 s on this machine when idle).
+SHORT_TIMEOUT_S = 0.3
+HEAVY_FILES = 100
+
+
+def test_request_timeout_is_deadline_exceeded(tmp_path: Path) -> None:
+    """A request that outlives DIGITS_REQUEST_TIMEOUT_S answers DEADLINE_EXCEEDED with HTTP's 504 message."""
+    photo = Image.new("L", (3000, 3000), 255)
+    photo.paste(0, (1400, 300, 1600, 2700))
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    tensor = request.inputs.add(name="image_bytes", datatype="BYTES", shape=[HEAVY_FILES])
+    tensor.contents.bytes_contents.extend([encode(photo)] * HEAVY_FILES)
+    env = {"DIGITS_REQUEST_TIMEOUT_S": str(SHORT_TIMEOUT_S)}
+    with running(tmp_path / "service.log", env=env) as started:
+        began = time.monotonic()
+        error = rpc_error(started.stub.ModelInfer, request)
+        waited = time.monotonic() - began
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.details()
+        assert error.details() == errors.REQUEST_TIMEOUT.format(seconds=SHORT_TIMEOUT_S)
+        assert waited < SHORT_TIMEOUT_S + 2, waited
+        # The timed-out request counts as failed, and the server still answers.
+        (model,) = started.client.get_inference_statistics(MODEL, as_json=True)["model_stats"]
+        assert int(model["inference_stats"]["fail"]["count"]) == 1
+        assert started.client.is_server_ready()
 
 
 # --- Workers, the port, readiness and draining ------------------------------------------------------
