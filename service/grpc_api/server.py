@@ -26,8 +26,7 @@ from service.grpc_api import tensors
 from service.grpc_api.proto import model_config_pb2, service_pb2
 from service.inference import Classifier
 from service.runtime import Runtime
-from service.v2 import encode, spec, stats
-from service.v2.routes import served_model
+from service.v2 import encode, parse, spec, stats
 
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
@@ -167,7 +166,7 @@ class InferenceServicer:
         self.version = version
 
     def _model(self, name: str, version: str) -> tuple[Classifier, spec.ModelSpec]:
-        return served_model(self.runtime, name, version or None)
+        return parse.served_model(self.runtime, name, version or None)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
@@ -221,12 +220,16 @@ class InferenceServicer:
                 raise errors.PayloadTooLarge(errors.BODY_TOO_LARGE.format(limit=settings.max_body_bytes))
             outputs = tensors.requested_outputs(request)
             prepare = tensors.inference_work(request, model, settings)
-            _, probabilities = await self.runtime.classify(timer.timed(prepare))
+            _, probabilities, digit_score = await self.runtime.predict(timer.timed(prepare))
             timer.mark_inferred()
             response = service_pb2.ModelInferResponse(
                 model_name=model.name, model_version=classifier.version, id=request.id
             )
-            tensors.fill_response(response, encode.output_tensors(probabilities), outputs)
+            tensors.fill_response(
+                response,
+                encode.output_tensors(probabilities, digit_score, digit_score >= self.runtime.strictness),
+                outputs,
+            )
         except BaseException:
             # As over HTTP: bad inputs, timeouts and cancellations count as failed requests.
             timer.failed()
