@@ -1,0 +1,115 @@
+"""Choose, from every candidate's classification, the best way to read each line.
+
+A line's atoms must each belong to exactly one chosen candidate; of all such readings, the one
+with the highest total score wins (dynamic programming over candidates ordered by their last
+atom). A candidate's score is the log of the model's belief in its best digit (its
+``confidence``; with an open-set model, times its ``digit_score``), less what its shape says
+against it: wider than a digit, much shorter than its line. Between two chosen neighbours that
+share columns (one reading where one digit in two strokes was meant) a cost is paid. The
+weights were tuned on the dev split of ``benchmarks/numbers.py`` (docs/read.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.read.segment import Candidate, Layout
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The reading's trade-offs. Defaults: tuned on the dev split (docs/read.md)."""
+
+    #: Added per digit read: above 0 favours cutting and splitting, below 0 merging.
+    digit_bonus: float = 0.0
+    #: A digit is at most about this wide for its height; the cost grows past it.
+    max_aspect: float = 1.1
+    aspect_cost: float = 4.0
+    #: A digit is at least about this share of its line's height; the cost grows below it.
+    min_height: float = 0.45
+    height_cost: float = 6.0
+    #: Cost per share (of the narrower one's width) that two neighbours' columns overlap.
+    overlap_cost: float = 2.0
+    #: How much an open-set model's digit_score counts beside the confidence.
+    digit_score_weight: float = 1.0
+
+
+DEFAULT: Final = Weights()
+#: Probabilities are floored here before the log, so one piece the model rejects outright
+#: cannot outweigh everything else.
+FLOOR: Final = 1e-6
+
+
+def best_readings(
+    layout: Layout,
+    probabilities: NDArray[np.float32],
+    digit_scores: NDArray[np.float32] | None,
+    weights: Weights = DEFAULT,
+) -> list[list[int]]:
+    """For each line, the indices (into ``layout.candidates``) of the candidates read, left to right."""
+    confidence = probabilities.max(axis=1).astype(np.float64)
+    belief = np.log(np.maximum(confidence, FLOOR))
+    if digit_scores is not None:
+        belief += weights.digit_score_weight * np.log(np.maximum(digit_scores.astype(np.float64), FLOOR))
+    by_line: dict[int, list[int]] = {}
+    for k, candidate in enumerate(layout.candidates):
+        by_line.setdefault(candidate.line, []).append(k)
+    readings = []
+    for line, atoms in enumerate(layout.lines):
+        ks = by_line.get(line, [])
+        height = layout.heights[line]
+        scores = {k: float(belief[k]) + _shape(layout.candidates[k], height, weights) for k in ks}
+        readings.append(_best_path(layout.candidates, ks, scores, len(atoms), weights))
+    return readings
+
+
+def _shape(candidate: Candidate, line_height: float, weights: Weights) -> float:
+    """What the candidate's shape says for (+) or against (-) it being one digit."""
+    top, bottom, left, right = candidate.box
+    height, width = bottom - top, right - left
+    score = weights.digit_bonus
+    score -= weights.aspect_cost * max(0.0, width / height - weights.max_aspect)
+    score -= weights.height_cost * max(0.0, weights.min_height - height / max(line_height, 1.0))
+    return score
+
+
+def _overlap(a: Candidate, b: Candidate) -> float:
+    shared = min(a.box[3], b.box[3]) - max(a.box[2], b.box[2])
+    narrower = min(a.box[3] - a.box[2], b.box[3] - b.box[2])
+    return max(0.0, shared / max(narrower, 1))
+
+
+def _best_path(candidates: list[Candidate], ks: list[int], scores: dict[int, float], atoms: int, w: Weights) -> list[int]:
+    """The highest-scoring cover of atoms [0, atoms) by candidates ``ks``."""
+    ending: dict[int, list[int]] = {}
+    for k in ks:
+        ending.setdefault(candidates[k].last, []).append(k)
+    best: dict[int, tuple[float, int]] = {}  # candidate -> (score of the best reading ending with it, previous)
+    for end in range(1, atoms + 1):
+        for k in ending.get(end, []):
+            first = candidates[k].first
+            if first == 0:
+                best[k] = (scores[k], -1)
+                continue
+            options = [
+                (best[p][0] - w.overlap_cost * _overlap(candidates[p], candidates[k]), p)
+                for p in ending.get(first, [])
+                if p in best
+            ]
+            if options:
+                value, previous = max(options)
+                best[k] = (value + scores[k], previous)
+    finals = [(best[k][0], k) for k in ending.get(atoms, []) if k in best]
+    if not finals:
+        return []
+    path = []
+    k = max(finals)[1]
+    while k >= 0:
+        path.append(k)
+        k = best[k][1]
+    return path[::-1]
+
