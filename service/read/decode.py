@@ -29,6 +29,9 @@ class Weights:
     #: A digit is at most about this wide for its height; the cost grows past it.
     max_aspect: float = 1.1
     aspect_cost: float = 4.0
+    #: A digit is at most about this wide for its line's height; the cost grows past it.
+    max_width: float = 1.0
+    width_cost: float = 0.0
     #: A digit is at least about this share of its line's height; the cost grows below it.
     min_height: float = 0.45
     height_cost: float = 6.0
@@ -73,7 +76,9 @@ def _shape(candidate: Candidate, line_height: float, weights: Weights) -> float:
     height, width = bottom - top, right - left
     score = weights.digit_bonus
     score -= weights.aspect_cost * max(0.0, width / height - weights.max_aspect)
-    score -= weights.height_cost * max(0.0, weights.min_height - height / max(line_height, 1.0))
+    line_height = max(line_height, 1.0)
+    score -= weights.width_cost * max(0.0, width / line_height - weights.max_width)
+    score -= weights.height_cost * max(0.0, weights.min_height - height / line_height)
     return score
 
 

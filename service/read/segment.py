@@ -46,6 +46,8 @@ PIECE_GAP: Final = 0.3
 #: Marks at least this wide for their height get cut paths. MNIST digits are at most about as wide
 #: as tall (a 0, a slanted 2); two touching digits are 1.2-2 times.
 CUT_ASPECT: Final = 0.85
+#: ... and at least this wide for their line's height (a piece of a broken digit is not cut again).
+CUT_WIDTH: Final = 0.75
 #: Most cut paths per mark, and each cut's pieces at least this share of the mark's height wide.
 MAX_CUTS: Final = 4
 MIN_PIECE: Final = 0.15
@@ -57,9 +59,11 @@ CUT_DRIFT: Final = 0.1
 CUT_MAX_STROKES: Final = 1.5
 #: Each piece a cut leaves holds at least this share of the mark's ink pixels.
 MIN_PIECE_AREA: Final = 0.12
-#: Runs of up to this many consecutive atoms are candidates: a digit in three strokes, or three
-#: pieces of cuts that went astray.
+#: Runs of consecutive atoms over up to this many marks are candidates: a digit in three strokes,
+#: or a digit broken by one cut and the next.
 MAX_SPAN: Final = 3
+#: ... and of at most this many atoms (pieces of cut marks).
+MAX_RUN_ATOMS: Final = 8
 #: Most candidates classified for one image (each costs ~0.3 ms to frame and ~0.1 ms to run).
 #: Past this, longer spans are dropped, then shorter ones; 8 digits in a line make about 30.
 MAX_CANDIDATES: Final = 384
@@ -259,7 +263,7 @@ def cut_path(ink: FloatArray, column: int, height: int) -> NDArray[np.int64]:
 MAX_ATOMS: Final = 192
 
 
-def atoms_of(marks: Components, values: FloatArray, line: list[int], budget: int) -> list[Atom]:
+def atoms_of(marks: Components, values: FloatArray, line: list[int], budget: int, line_height: float) -> list[Atom]:
     """A line's atoms left to right: its marks, wide ones cut into pieces (while ``budget`` lasts)."""
     atoms: list[Atom] = []
     for mark in line:
@@ -267,7 +271,7 @@ def atoms_of(marks: Components, values: FloatArray, line: list[int], budget: int
         left, right = int(marks.left[mark]), int(marks.right[mark])
         height, width = bottom - top, right - left
         whole = Atom(mark, box=(top, bottom, left, right))
-        if width < CUT_ASPECT * height or budget <= 1:
+        if width < CUT_ASPECT * height or width < CUT_WIDTH * line_height or budget <= 1:
             atoms.append(whole)
             budget -= 1
             continue
@@ -347,28 +351,39 @@ def layout_of(values: FloatArray) -> Layout:
     atom_lines: list[list[Atom]] = []
     heights: list[float] = []
     for line in lines:
-        atoms = atoms_of(marks, values, line, max(budget, len(line)))
-        budget -= len(atoms)
-        atom_lines.append(atoms)
         # The line's digit height: pieces (a 5's bar) are marks too, so not the median.
         heights.append(float(np.percentile((marks.bottom - marks.top)[line], 75)))
+        atoms = atoms_of(marks, values, line, max(budget, len(line)), heights[-1])
+        budget -= len(atoms)
+        atom_lines.append(atoms)
     layout = Layout(atom_lines, heights, marks.labels)
     span = MAX_SPAN
-    while span > 1 and sum(_runs(len(a), span) for a in atom_lines) > MAX_CANDIDATES:
+    runs = [_runs(atoms, span) for atoms in atom_lines]
+    while span > 1 and sum(map(len, runs)) > MAX_CANDIDATES:
         span -= 1
-    for index, atoms in enumerate(atom_lines):
-        one_line = len(atom_lines) == 1
-        for first in range(len(atoms)):
-            for last in range(first + 1, min(len(atoms), first + span) + 1):
-                layout.candidates.append(_candidate(atoms, index, first, last, one_line and last - first == len(atoms)))
-        # A mark cut in more pieces than MAX_SPAN is still a candidate as a whole.
-        positions: dict[int, list[int]] = {}
-        for k, atom in enumerate(atoms):
-            positions.setdefault(atom.mark, []).append(k)
-        for ks in positions.values():
-            if len(ks) > span and ks[-1] - ks[0] + 1 == len(ks):
-                layout.candidates.append(_candidate(atoms, index, ks[0], ks[-1] + 1, one_line and len(ks) == len(atoms)))
+        runs = [_runs(atoms, span) for atoms in atom_lines]
+    one_line = len(atom_lines) == 1
+    for index, (atoms, line_runs) in enumerate(zip(atom_lines, runs, strict=True)):
+        for first, last in line_runs:
+            whole = one_line and first == 0 and last == len(atoms)
+            layout.candidates.append(_candidate(atoms, index, first, last, whole))
+    # Single atoms first, so that whatever a cap leaves out, every line can still be read.
+    layout.candidates.sort(key=lambda c: c.last - c.first > 1)
+    del layout.candidates[MAX_CANDIDATES:]
     return layout
+
+
+def _runs(atoms: list[Atom], span: int) -> list[tuple[int, int]]:
+    """Runs [first, last) of consecutive atoms that touch at most ``span`` marks (a mark's pieces count once)."""
+    runs = []
+    for first in range(len(atoms)):
+        marks: set[int] = set()
+        for last in range(first + 1, min(len(atoms), first + MAX_RUN_ATOMS) + 1):
+            marks.add(atoms[last - 1].mark)
+            if len(marks) > span:
+                break
+            runs.append((first, last))
+    return runs
 
 
 def _candidate(atoms: list[Atom], line: int, first: int, last: int, whole: bool) -> Candidate:
@@ -380,10 +395,6 @@ def _candidate(atoms: list[Atom], line: int, first: int, last: int, whole: bool)
         max(a.box[3] for a in run),
     )
     return Candidate(line, first, last, box, whole)
-
-
-def _runs(atoms: int, span: int) -> int:
-    return sum(max(0, atoms - s + 1) for s in range(1, span + 1))
 
 
 def crop_of(values: FloatArray, labels: NDArray[np.int32], atoms: list[Atom], box: tuple[int, int, int, int]) -> FloatArray:
