@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from service import errors, metrics, v2
 from service.config import Settings
 from service.inference import Batcher, Classifier
+from service.read.routes import router as read_router
 from service.routes import HOT_ROUTES, STATIC_DIR, Runtime, json_response, router, serve_hot
 
 log = logging.getLogger("service")
@@ -404,6 +405,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(router)
     app.include_router(v2.router)
+    app.include_router(read_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     add_error_handlers(app)
