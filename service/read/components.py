@@ -79,7 +79,7 @@ def label(mask: NDArray[np.bool_], weights: NDArray[np.float32]) -> Components:
     np.minimum.at(left, component, starts)
     np.maximum.at(right, component, ends)
     area = np.bincount(component, weights=lengths, minlength=n).astype(np.int64)
-    mass = np.bincount(owner, weights=weights.reshape(-1)[flat].astype(np.float64), minlength=n)
+    mass = np.bincount(owner, weights=weights.reshape(-1)[flat].astype(np.float64), minlength=n).astype(np.float64)
     return Components(labels, top, bottom, left, right, area, mass)
 
 

@@ -88,7 +88,9 @@ def _overlap(a: Candidate, b: Candidate) -> float:
     return max(0.0, shared / max(narrower, 1))
 
 
-def _best_path(candidates: list[Candidate], ks: list[int], scores: dict[int, float], atoms: int, w: Weights) -> list[int]:
+def _best_path(
+    candidates: list[Candidate], ks: list[int], scores: dict[int, float], atoms: int, w: Weights
+) -> list[int]:
     """The highest-scoring cover of atoms [0, atoms) by candidates ``ks``."""
     ending: dict[int, list[int]] = {}
     for k in ks:
@@ -117,4 +119,3 @@ def _best_path(candidates: list[Candidate], ks: list[int], scores: dict[int, flo
         path.append(k)
         k = best[k][1]
     return path[::-1]
-

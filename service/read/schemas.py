@@ -21,9 +21,13 @@ class ReadDigit(BaseModel):
 
     digit: int = Field(ge=0, le=9, description="The most likely digit.")
     confidence: float = Field(ge=0, le=1, description="The probability of that digit, given that it is a digit.")
-    is_digit: bool = Field(description="Whether the mark is a digit (digit_score >= the strictness); others are not in text.")
+    is_digit: bool = Field(
+        description="Whether the mark is a digit (digit_score >= the strictness); others are not in text."
+    )
     digit_score: float = Field(
-        ge=0, le=1, description="Probability that the mark is a digit at all (1.0 for models without an open-set output)."
+        ge=0,
+        le=1,
+        description="Probability that the mark is a digit at all (1.0 for models without an open-set output).",
     )
     line: int = Field(ge=0, description="The line (row) the digit is on, from 0 at the top.")
     box: Box
@@ -65,5 +69,7 @@ class Reading(BaseModel):
         },
     )
     text: str = Field(description="The digits read, one line per row (joined by a newline); non-digits left out.")
-    digits: list[ReadDigit] = Field(description="Every mark read, in reading order: left to right, lines top to bottom.")
+    digits: list[ReadDigit] = Field(
+        description="Every mark read, in reading order: left to right, lines top to bottom."
+    )
     model_version: str

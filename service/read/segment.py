@@ -139,7 +139,7 @@ def marks_of(values: FloatArray) -> Components:
     np.minimum.at(left, targets[alive], c.left[alive])
     np.maximum.at(right, targets[alive], c.right[alive])
     area = np.bincount(targets[alive], weights=c.area[alive], minlength=c.count).astype(np.int64)
-    new_mass = np.bincount(targets[alive], weights=c.mass[alive], minlength=c.count)
+    new_mass = np.bincount(targets[alive], weights=c.mass[alive], minlength=c.count).astype(np.float64)
     return _renumber(labels, keep, top, bottom, left, right, area, new_mass)
 
 
@@ -294,10 +294,10 @@ def atoms_of(marks: Components, values: FloatArray, line: list[int], budget: int
 
 def stroke_width(mask: NDArray[np.bool_]) -> float:
     """Mean stroke width in pixels: twice the area over the perimeter (a long thin stroke's)."""
-    edges = np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
-    edges += np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1])
-    edges += np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1])
-    return 2.0 * np.count_nonzero(mask) / max(edges, 1)
+    edges = int(np.count_nonzero(mask[1:] != mask[:-1])) + int(np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
+    edges += int(np.count_nonzero(mask[0])) + int(np.count_nonzero(mask[-1]))
+    edges += int(np.count_nonzero(mask[:, 0])) + int(np.count_nonzero(mask[:, -1]))
+    return 2.0 * int(np.count_nonzero(mask)) / max(edges, 1)
 
 
 def _pieces(
@@ -397,7 +397,9 @@ def _candidate(atoms: list[Atom], line: int, first: int, last: int, whole: bool)
     return Candidate(line, first, last, box, whole)
 
 
-def crop_of(values: FloatArray, labels: NDArray[np.int32], atoms: list[Atom], box: tuple[int, int, int, int]) -> FloatArray:
+def crop_of(
+    values: FloatArray, labels: NDArray[np.int32], atoms: list[Atom], box: tuple[int, int, int, int]
+) -> FloatArray:
     """The ink of ``atoms`` only, in their box: their strong pixels and the soft edge right around them."""
     top, bottom, left, right = box
     top, left = max(0, top - 1), max(0, left - 1)
