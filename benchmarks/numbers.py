@@ -320,3 +320,85 @@ def evaluate(kind: str, style: str, count: int, split: str, model_path: Path, da
 
 def exact(samples: list[Sample], weights: Weights = DEFAULT) -> float:
     return sum(text_of(s, weights) == s.truth for s in samples) / max(1, len(samples))
+
+
+def _evaluate_job(job: tuple[str, str, int, str, Path, str | None]) -> tuple[str, str, float, float]:
+    kind, style, count, split, model_path, data_dir = job
+    samples = evaluate(kind, style, count, split, model_path, data_dir)
+    return kind, style, exact(samples), float(np.mean([s.cpu_ms for s in samples]))
+
+
+def markdown(results: list[tuple[str, str, float, float]], summary: dict[str, str]) -> str:
+    styles = list(dict.fromkeys(style for _, style, _, _ in results))
+    kinds = list(dict.fromkeys(kind for kind, _, _, _ in results))
+    rate = {(k, s): r for k, s, r, _ in results}
+    cpu = {(k, s): c for k, s, _, c in results}
+    lines = [
+        f"- Date: {summary['date']}",
+        f"- Command: `{summary['command']}`",
+        f"- Model: `{summary['model']}` (sha256 `{summary['sha256']}...`), split `{summary['split']}`, "
+        f"{summary['count']} numbers per set and style",
+        "",
+        "Exact-read rate (the whole text right):",
+        "",
+        "| set | " + " | ".join(styles) + " | **all** | CPU ms / image |",
+        "| --- | " + " | ".join("---:" for _ in styles) + " | ---: | ---: |",
+    ]
+    for kind in kinds:
+        cells = [f"{rate[(kind, s)]:.0%}" for s in styles]
+        overall = np.mean([rate[(kind, s)] for s in styles])
+        lines.append(
+            f"| {kind} | "
+            + " | ".join(cells)
+            + f" | **{overall:.1%}** | {np.mean([cpu[(kind, s)] for s in styles]):.0f} |"
+        )
+    lines += [
+        "",
+        f"CPU time: decode, segment, frame, one model run and the reading, per image, on {summary['machine']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: MNIST_DATA_DIR or the cache)")
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist-improved-int8.onnx")
+    parser.add_argument("--split", choices=tuple(SEEDS), default="report", help="dev: tune on it; report: report it")
+    parser.add_argument("--count", type=int, default=100, help="numbers per set and style (default 100)")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--styles", default=",".join(STYLES))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    jobs = [
+        (kind, style, args.count, args.split, args.model, args.data_dir)
+        for kind in args.sets.split(",")
+        for style in args.styles.split(",")
+    ]
+    results = []
+    # Spawned, not forked: onnxruntime's threads do not survive a fork.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for kind, style, rate, cpu_ms in pool.map(_evaluate_job, jobs):
+            results.append((kind, style, rate, cpu_ms))
+            print(f"{kind:10s} {style:13s} exact {rate:7.2%}  {cpu_ms:6.1f} CPU ms/image", flush=True)
+    for kind in dict.fromkeys(k for k, _, _, _ in results):
+        print(f"{kind:10s} all           exact {np.mean([r for k, _, r, _ in results if k == kind]):7.2%}")
+    if args.markdown is not None:
+        model_path = args.model.resolve()
+        summary = {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/numbers.py", *sys.argv[1:]]),
+            "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
+            "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+            "split": args.split,
+            "count": str(args.count),
+            "machine": f"{platform.machine()} with {os.cpu_count()} CPU cores, {args.jobs} job(s) at a time",
+        }
+        args.markdown.write_text(markdown(results, summary))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,18 +25,22 @@ class Weights:
     """The reading's trade-offs. Defaults: tuned on the dev split (docs/read.md)."""
 
     #: Added per digit read: above 0 favours cutting and splitting, below 0 merging.
-    digit_bonus: float = 0.0
+    digit_bonus: float = 0.05
     #: A digit is at most about this wide for its height; the cost grows past it.
     max_aspect: float = 1.1
-    aspect_cost: float = 4.0
+    aspect_cost: float = 0.0
     #: A digit is at most about this wide for its line's height; the cost grows past it.
     max_width: float = 1.0
-    width_cost: float = 0.0
+    width_cost: float = 1.0
     #: A digit is at least about this share of its line's height; the cost grows below it.
     min_height: float = 0.45
     height_cost: float = 6.0
     #: Cost per share (of the narrower one's width) that two neighbours' columns overlap.
-    overlap_cost: float = 2.0
+    overlap_cost: float = 1.0
+    #: Between neighbours from different marks, a cost per share of the line's height that their
+    #: gap falls short of this: digits are spaced, the strokes of one digit are not.
+    min_gap: float = 0.08
+    gap_cost: float = 0.0
     #: How much an open-set model's digit_score counts beside the confidence.
     digit_score_weight: float = 1.0
 
@@ -66,7 +70,7 @@ def best_readings(
         ks = by_line.get(line, [])
         height = layout.heights[line]
         scores = {k: float(belief[k]) + _shape(layout.candidates[k], height, weights) for k in ks}
-        readings.append(_best_path(layout.candidates, ks, scores, len(atoms), weights))
+        readings.append(_best_path(layout, ks, scores, height, weights))
     return readings
 
 
@@ -82,16 +86,21 @@ def _shape(candidate: Candidate, line_height: float, weights: Weights) -> float:
     return score
 
 
-def _overlap(a: Candidate, b: Candidate) -> float:
+def _boundary(layout: Layout, a: Candidate, b: Candidate, line_height: float, w: Weights) -> float:
+    """The cost of reading ``a`` and ``b`` as two neighbouring digits rather than parts of one."""
     shared = min(a.box[3], b.box[3]) - max(a.box[2], b.box[2])
     narrower = min(a.box[3] - a.box[2], b.box[3] - b.box[2])
-    return max(0.0, shared / max(narrower, 1))
+    cost = w.overlap_cost * max(0.0, shared / max(narrower, 1))
+    atoms = layout.lines[a.line]
+    if atoms[a.last - 1].mark != atoms[b.first].mark:
+        cost += w.gap_cost * max(0.0, w.min_gap + shared / max(line_height, 1.0))
+    return cost
 
 
-def _best_path(
-    candidates: list[Candidate], ks: list[int], scores: dict[int, float], atoms: int, w: Weights
-) -> list[int]:
-    """The highest-scoring cover of atoms [0, atoms) by candidates ``ks``."""
+def _best_path(layout: Layout, ks: list[int], scores: dict[int, float], line_height: float, w: Weights) -> list[int]:
+    """The highest-scoring cover of the line's atoms by candidates ``ks``."""
+    candidates = layout.candidates
+    atoms = len(layout.lines[candidates[ks[0]].line]) if ks else 0
     ending: dict[int, list[int]] = {}
     for k in ks:
         ending.setdefault(candidates[k].last, []).append(k)
@@ -103,7 +112,7 @@ def _best_path(
                 best[k] = (scores[k], -1)
                 continue
             options = [
-                (best[p][0] - w.overlap_cost * _overlap(candidates[p], candidates[k]), p)
+                (best[p][0] - _boundary(layout, candidates[p], candidates[k], line_height, w), p)
                 for p in ending.get(first, [])
                 if p in best
             ]
