@@ -6,7 +6,7 @@ atom). A candidate's score is the log of the model's belief in its best digit (i
 ``confidence``; with an open-set model, times its ``digit_score``), less what its shape says
 against it: wider than a digit, much shorter than its line. Between two chosen neighbours that
 share columns (one reading where one digit in two strokes was meant) a cost is paid. The
-weights were tuned on the dev split of ``benchmarks/numbers.py`` (docs/read.md).
+weights were tuned on the dev split of ``benchmarks/read_numbers.py`` (docs/read.md).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ class Weights:
     #: gap falls short of this: digits are spaced, the strokes of one digit are not.
     min_gap: float = 0.08
     gap_cost: float = 0.0
+    #: Inside one digit, a cost per share of the line's height that a mark starts right of the
+    #: marks before it ends, past this allowance: a digit's strokes overlap, neighbours do not.
+    merge_gap: float = 0.05
+    merge_cost: float = 5.0
     #: How much an open-set model's digit_score counts beside the confidence.
     digit_score_weight: float = 1.0
 
@@ -69,7 +73,10 @@ def best_readings(
     for line, atoms in enumerate(layout.lines):
         ks = by_line.get(line, [])
         height = layout.heights[line]
-        scores = {k: float(belief[k]) + _shape(layout.candidates[k], height, weights) for k in ks}
+        scores = {
+            k: float(belief[k]) + _shape(layout.candidates[k], height, weights) - _merge(layout, k, height, weights)
+            for k in ks
+        }
         readings.append(_best_path(layout, ks, scores, height, weights))
     return readings
 
@@ -84,6 +91,18 @@ def _shape(candidate: Candidate, line_height: float, weights: Weights) -> float:
     score -= weights.width_cost * max(0.0, width / line_height - weights.max_width)
     score -= weights.height_cost * max(0.0, weights.min_height - height / line_height)
     return score
+
+
+def _merge(layout: Layout, k: int, line_height: float, w: Weights) -> float:
+    """The cost of reading separate marks as one digit: the gaps between them, beyond a pen-lift's."""
+    candidate = layout.candidates[k]
+    atoms = layout.lines[candidate.line][candidate.first : candidate.last]
+    cost, reach = 0.0, atoms[0].box[3]
+    for before, atom in zip(atoms[:-1], atoms[1:], strict=True):
+        if atom.mark != before.mark:
+            cost += w.merge_cost * max(0.0, (atom.box[2] - reach) / max(line_height, 1.0) - w.merge_gap)
+        reach = max(reach, atom.box[3])
+    return cost
 
 
 def _boundary(layout: Layout, a: Candidate, b: Candidate, line_height: float, w: Weights) -> float:

@@ -15,7 +15,7 @@ A number is read exactly when the whole text (lines joined by a newline) is righ
 split (``--split dev``) uses one half of the test set and its own seed: tune on it. The report
 split uses the other half and another seed.
 
-    python benchmarks/numbers.py --data-dir ../shared/datasets/mnist --split report --markdown docs/read.md
+    python benchmarks/read_numbers.py --data-dir ../shared/datasets/mnist --split report --markdown docs/read.md
 """
 
 from __future__ import annotations
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path = args.model.resolve()
         summary = {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/numbers.py", *sys.argv[1:]]),
+            "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/read_numbers.py", *sys.argv[1:]]),
             "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
             "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
             "split": args.split,
