@@ -70,7 +70,7 @@ def best_readings(
     for k, candidate in enumerate(layout.candidates):
         by_line.setdefault(candidate.line, []).append(k)
     readings = []
-    for line, atoms in enumerate(layout.lines):
+    for line in range(len(layout.lines)):
         ks = by_line.get(line, [])
         height = layout.heights[line]
         scores = {
