@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from service import preprocess
 from service.read.decode import DEFAULT, Weights, best_readings
 from service.read.ink import FloatArray, Ink, ink_of
-from service.read.segment import Candidate, Layout, frame_candidates, layout_of
+from service.read.segment import Layout, frame_candidates, layout_of
 
 
 @dataclass
@@ -31,14 +31,6 @@ class ReadWork:
         whole = preprocess.to_mnist(ink.decoded) if any(c.whole for c in layout.candidates) else None
         self.ink, self.layout = ink, layout
         return frame_candidates(layout, ink.values, whole)
-
-
-@dataclass
-class Read:
-    """A line-by-line reading: each digit's candidate, its model outputs and its box in upload pixels."""
-
-    lines: list[list[int]]
-    candidates: list[Candidate]
 
 
 def read(
