@@ -263,3 +263,51 @@ def test_read_is_counted_in_the_metrics(client, mnist_sample) -> None:  # type: 
     text = client.get("/metrics").text
     assert 'digits_http_requests_total{method="POST",route="/read",status="200"}' in text
     assert 'digits_http_request_duration_seconds_count{route="/read"}' in text
+
+
+# --- The numpy labelling, pinned to a plain flood fill --------------------------------------------
+
+
+def flood_fill_count(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components by breadth-first search: slow, obviously right."""
+    from collections import deque
+
+    labels = np.zeros(mask.shape, int)
+    count = 0
+    for y, x in zip(*np.nonzero(mask), strict=True):
+        if labels[y, x]:
+            continue
+        count += 1
+        labels[y, x] = count
+        queue = deque([(y, x)])
+        while queue:
+            a, b = queue.popleft()
+            for c in range(max(0, a - 1), min(mask.shape[0], a + 2)):
+                for d in range(max(0, b - 1), min(mask.shape[1], b + 2)):
+                    if mask[c, d] and not labels[c, d]:
+                        labels[c, d] = count
+                        queue.append((c, d))
+    return labels, count
+
+
+def test_components_match_a_flood_fill() -> None:
+    from service.read.components import label
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        height, width = (int(n) for n in rng.integers(1, 30, 2))
+        mask = rng.random((height, width)) < rng.uniform(0.1, 0.7)
+        found = label(mask, mask.astype(np.float32))
+        reference, count = flood_fill_count(mask)
+        assert found.count == count
+        # The same partition: each found label is exactly one reference label.
+        assert len(set(zip(found.labels[mask].tolist(), reference[mask].tolist(), strict=True))) == count
+        for k in range(count):
+            ys, xs = np.nonzero(found.labels == k + 1)
+            assert (found.top[k], found.bottom[k], found.left[k], found.right[k]) == (
+                ys.min(),
+                ys.max() + 1,
+                xs.min(),
+                xs.max() + 1,
+            )
+            assert found.area[k] == len(ys)
