@@ -24,6 +24,7 @@ from service.inference import Batcher, Classifier
 from service.middleware import ServiceMiddleware
 from service.openapi import add_docs, document_middleware
 from service.operations import STATIC_DIR, router
+from service.read.routes import router as read_router
 from service.responses import (
     ErrorForm,
     add_error_handlers,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(prediction_router.routes)
     app.include_router(router)
     app.include_router(v2.router)
+    app.include_router(read_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     register_error_form(V2_ERROR_FORM)
