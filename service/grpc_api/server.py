@@ -149,7 +149,7 @@ def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, str]]
         return []
     state, reason = ("READY", "") if ready else ("UNAVAILABLE", "not ready")
     return [
-        {"name": name, "version": classifier.version, "state": state, "reason": reason}
+        {"name": name, "version": spec.protocol_version(classifier.version), "state": state, "reason": reason}
         for name in spec.served_models(classifier.name)
     ]
 
@@ -184,7 +184,7 @@ class InferenceServicer:
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         classifier, model = self._model(request.name, request.version)
-        metadata = encode.model_metadata(model, classifier.version)
+        metadata = encode.model_metadata(model, spec.protocol_version(classifier.version))
         return json_format.ParseDict(metadata, service_pb2.ModelMetadataResponse())
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
@@ -207,7 +207,11 @@ class InferenceServicer:
             classifier = self.runtime.classifier
             names = list(spec.served_models(classifier.name))
         values = await asyncio.to_thread(stats.snapshot)
-        report = {"model_stats": [stats.model_stats(name, classifier.version, values) for name in names]}
+        report = {
+            "model_stats": [
+                stats.model_stats(name, spec.protocol_version(classifier.version), values) for name in names
+            ]
+        }
         return json_format.ParseDict(report, service_pb2.ModelStatisticsResponse())
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
@@ -223,7 +227,7 @@ class InferenceServicer:
             _, probabilities, digit_score = await self.runtime.predict(timer.timed(prepare))
             timer.mark_inferred()
             response = service_pb2.ModelInferResponse(
-                model_name=model.name, model_version=classifier.version, id=request.id
+                model_name=model.name, model_version=spec.protocol_version(classifier.version), id=request.id
             )
             tensors.fill_response(
                 response,
