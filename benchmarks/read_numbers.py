@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.realworld import MAX_PIXELS, encode, paint, random_colour, stroke_mask, to_uint8  # noqa: E402
+from benchmarks.realworld import MAX_PIXELS  # noqa: E402
+from benchmarks.styles import encode, paint, random_colour, stroke_mask, to_uint8  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 from service.inference import Classifier  # noqa: E402
 from service.read.components import label  # noqa: E402
@@ -153,8 +154,8 @@ def make_number(
     masks = [digit_mask(images[i], s, pen, rng) for i, s in zip(chosen, sizes, strict=True)]
     if kind == "broken":
         masks = [break_digit(m, rng) if rng.random() < 0.5 else m for m in masks]
-    gap = (-0.06, 0.0) if kind == "touching" else (0.1, 0.5)
-    return compose(masks, height, rng, gap), "".join(str(int(labels[i])) for i in chosen)
+    spacing: tuple[float, float] = (-0.06, 0.0) if kind == "touching" else (0.1, 0.5)
+    return compose(masks, height, rng, spacing), "".join(str(int(labels[i])) for i in chosen)
 
 
 # --- Styles: the number's mask drawn as realworld draws one digit ----------------------------------

@@ -275,7 +275,6 @@ def test_grpc_requests_are_in_the_metrics(server: Server) -> None:
 # --- Errors: the status codes and the messages of HTTP --------------------------------------------
 
 
-
 def hostile_requests() -> list[tuple[str, Any, grpc.StatusCode, str]]:
     one = np.zeros((1, 28, 28), np.uint8)
     cases: list[tuple[str, Any, grpc.StatusCode, str]] = []
