@@ -100,7 +100,9 @@ def png_chunks(count: int = 20_000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     filler = chunk(b"prVt", b"") * count
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + filler + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + filler + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def ico_bomb() -> bytes:
@@ -343,8 +345,10 @@ def render(result: dict[str, object]) -> str:
         detail = mine[-1]["detail"][:70].replace("|", "/")
         mark = "" if ok else " **FAIL**"
         lines.append(f"| {name} | {sizes[name]:,} | {statuses}{mark} | {slowest:.2f} | {detail} |")
-    quiet_p99, _, _ = result["normal_quiet"]  # type: ignore[misc]
-    p99, count, failed = result["normal_under_attack"]  # type: ignore[misc]
+    quiet, under = result["normal_quiet"], result["normal_under_attack"]
+    assert isinstance(quiet, tuple | list) and isinstance(under, tuple | list)
+    quiet_p99 = float(quiet[0])
+    p99, count, failed = float(under[0]), int(under[1]), int(under[2])
     workers = result["workers"]
     assert isinstance(workers, dict)
     peak = max(w["peak_mb"] for w in workers.values())

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 
-from service import errors, metrics, v2
+from service import errors, lanes, metrics, v2
 from service.config import Settings
 from service.inference import Batcher, Classifier
 from service.routes import HOT_ROUTES, STATIC_DIR, Runtime, json_response, router, serve_hot
@@ -139,6 +139,7 @@ class ServiceMiddleware:
                     )
                 self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
                 counted = True
+            lanes.RECEIVE.set(receive)  # so that a costly decode stops when the client leaves
             async with asyncio.timeout(self.timeout):
                 if hot is None:
                     await self.app(scope, receive, send_wrapper)
@@ -388,6 +389,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.batcher.stop()
             runtime.access_log.close()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
+            runtime.lanes.close()
 
     app = FastAPI(
         title="Handwritten digit recognition",

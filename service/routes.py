@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from service import errors, metrics, parsing, preprocess
 from service.config import Settings
 from service.inference import Batcher, Classifier, Prepare
+from service.lanes import Lanes
 from service.logs import AccessLog
 from service.schemas import (
     BatchImagesRequest,
@@ -49,25 +50,27 @@ class Runtime:
     draining: bool = False
     in_flight: dict[str, int] = field(default_factory=dict)
     access_log: AccessLog = field(init=False)
+    lanes: Lanes = field(init=False)
 
     def __post_init__(self) -> None:
         self.access_log = AccessLog(self.settings.log_json)
+        self.lanes = Lanes(self.settings)
 
     async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
         """Prepare and classify one request's images; the model runs in the batcher thread.
 
         Light work (the usual single small image) is prepared in the batcher thread too, so it
-        costs no extra thread hop. Heavy work (many or large images) is prepared in a small pool
-        first, so that it never holds up the light requests queued behind it on this worker.
+        costs no extra thread hop. Costly images (judged from their headers) are decoded in a
+        decoder process first (service/lanes.py), so that they never hold up the light requests
+        queued behind them on this worker.
         """
         if self.batcher is None or not self.ready:
             raise errors.Unavailable(errors.MODEL_NOT_READY)
         batcher = self.batcher
         # No timeout of its own: the middleware's request timeout cancels this task, and with it
         # the job's future, so the batcher skips the job if it has not started on it.
-        if self.pool is not None and isinstance(prepare, ImagesWork) and prepare.heavy:
-            images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
-            return await batcher.submit(lambda: images)
+        if isinstance(prepare, ImagesWork):
+            return await self.lanes.classify(prepare, batcher.submit, self.pool)
         return await batcher.submit(prepare)
 
 
@@ -91,11 +94,6 @@ def prediction(probabilities: np.ndarray, inputs: np.ndarray | None = None) -> l
 # --- Turning each input form into work for the batcher ------------------------------------------
 
 
-#: Requests with more images or more encoded bytes than this are prepared off the batcher thread.
-HEAVY_IMAGES = 8
-HEAVY_BYTES = 256 * 1024
-
-
 @dataclass
 class ImagesWork:
     """Preprocess encoded images into one batch; an error names the image (``label`` with its index)."""
@@ -103,10 +101,6 @@ class ImagesWork:
     datas: list[bytes]
     max_pixels: int
     label: str | None = "image {}"
-
-    @property
-    def heavy(self) -> bool:
-        return len(self.datas) > HEAVY_IMAGES or sum(map(len, self.datas)) > HEAVY_BYTES
 
     def __call__(self) -> np.ndarray:
         out = np.empty((len(self.datas), 28, 28), np.float32)
