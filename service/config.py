@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
     decoder_processes: int = Field(1, ge=1, le=16, description="Processes per worker that decode costly images.")
     decoder_budget_pixels: int = Field(
-        48_000_000, ge=1, description="Pixels of costly images a worker decodes at once; over it: 429."
+        96_000_000, ge=1, description="Pixels of costly images a worker decodes at once; over it: 429."
     )
     decoder_timeout_s: float = Field(8.0, gt=0, description="Longest a costly request may wait and decode.")
     decoder_memory_mb: int = Field(

@@ -499,7 +499,20 @@ def test_no_image_bytes_in_logs(hardened: LiveServer) -> None:
 # --- One request must not hurt another ------------------------------------------------------------
 
 
-def test_a_heavy_batch_does_not_hold_up_a_light_request(client) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def roomy_client(app_settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """The app with room for 900 MP of costly images in one request (the default refuses it: 413)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    settings = app_settings.model_copy(update={"decoder_budget_pixels": 10**9, "decoder_timeout_s": 120})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_a_heavy_batch_does_not_hold_up_a_light_request(roomy_client) -> None:  # type: ignore[no-untyped-def]
+    client = roomy_client
     photo = Image.new("L", (3000, 3000), 255)
     photo.paste(0, (1400, 300, 1600, 2700))
     heavy = encode(photo)
