@@ -267,8 +267,10 @@ class MemorySampler:
 # --------------------------------------------------------------------------- the run
 
 
-def run(copies: int, settle_s: float, client_timeout_s: float, env: dict[str, str]) -> dict[str, object]:
-    attacks = build_attacks()
+def run(
+    copies: int, settle_s: float, client_timeout_s: float, env: dict[str, str], only: str = ""
+) -> dict[str, object]:
+    attacks = [item for item in build_attacks() if only.lower() in item.name.lower()]
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attack-{port}.log"
     server = Server("service", [sys.executable, "-m", "service", "--port", str(port)], env, port=port)
@@ -377,6 +379,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds after the last answer to read RSS")
     parser.add_argument("--client-timeout", type=float, default=60.0, help="seconds an attacker waits for an answer")
     parser.add_argument("--env", action="append", default=[], help="DIGITS_X=value for the server (repeatable)")
+    parser.add_argument("--only", default="", help="only the costly requests whose name contains this")
     parser.add_argument("--out", type=Path, help="also write the raw results as JSON here")
     return parser.parse_args(argv)
 
@@ -385,7 +388,7 @@ def main(argv: Sequence[str] | None = None, printer: Callable[[str], None] = pri
     args = parse_args(argv)
     install_cleanup()
     env = dict(item.split("=", 1) for item in args.env)
-    result = run(args.copies, args.settle, args.client_timeout, env)
+    result = run(args.copies, args.settle, args.client_timeout, env, args.only)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     printer(render(result))

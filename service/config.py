@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     decoder_timeout_s: float = Field(8.0, gt=0, description="Longest a costly request may wait and decode.")
     decoder_memory_mb: int = Field(
-        320, ge=128, description="Data memory cap of each decoder process (MB); over it: the image is refused."
+        288, ge=128, description="Data memory cap of each decoder process (MB); over it: the image is refused."
     )
 
     # --- Limits

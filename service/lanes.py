@@ -162,6 +162,25 @@ class LightOrReroute:
         return self.work()
 
 
+#: JSON pixel batches of more images than this are converted in a thread, not the batcher's: 256
+#: arrays (the batch limit) took 81 ms of Python there, which every light request behind waited.
+PIXELS_IN_BATCHER: Final = 8
+
+
+@dataclass
+class OffBatcher:
+    """Work prepared in a pool thread, then handed to the batcher ready-made."""
+
+    prepare: Callable[[], np.ndarray]
+
+    def __call__(self) -> np.ndarray:
+        return self.prepare()
+
+
+def pixels_work(prepare: Callable[[], np.ndarray], count: int) -> Callable[[], np.ndarray]:
+    return OffBatcher(prepare) if count > PIXELS_IN_BATCHER else prepare
+
+
 # --- Decoder processes ----------------------------------------------------------------------------
 
 
@@ -174,6 +193,7 @@ class DecoderProcess:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        self.killed = False  # its returncode stays None until the event loop has reaped it
 
     @classmethod
     async def start(cls, memory_mb: int) -> DecoderProcess:
@@ -196,17 +216,19 @@ class DecoderProcess:
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        return not self.killed and self.process.returncode is None
 
     def rss_mb(self) -> float:
         try:
             status = Path(f"/proc/{self.process.pid}/status").read_text()
         except OSError:
             return math.inf
-        return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+        lines = status.splitlines()
+        return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), math.inf)
 
     def kill(self) -> None:
         if self.alive:
+            self.killed = True
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
 

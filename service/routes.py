@@ -17,10 +17,9 @@ from fastapi.responses import FileResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from service import errors, metrics, parsing, preprocess
+from service import errors, lanes, metrics, parsing, preprocess
 from service.config import Settings
 from service.inference import Batcher, Classifier, Prepare
-from service.lanes import Lanes
 from service.logs import AccessLog
 from service.schemas import (
     BatchImagesRequest,
@@ -50,11 +49,11 @@ class Runtime:
     draining: bool = False
     in_flight: dict[str, int] = field(default_factory=dict)
     access_log: AccessLog = field(init=False)
-    lanes: Lanes = field(init=False)
+    lanes: lanes.Lanes = field(init=False)
 
     def __post_init__(self) -> None:
         self.access_log = AccessLog(self.settings.log_json)
-        self.lanes = Lanes(self.settings)
+        self.lanes = lanes.Lanes(self.settings)
 
     async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
         """Prepare and classify one request's images; the model runs in the batcher thread.
@@ -71,6 +70,9 @@ class Runtime:
         # the job's future, so the batcher skips the job if it has not started on it.
         if isinstance(prepare, ImagesWork):
             return await self.lanes.classify(prepare, batcher.submit, self.pool)
+        if isinstance(prepare, lanes.OffBatcher):  # many JSON pixel arrays: Python work, in a thread
+            images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
+            return await batcher.submit(lambda: images)
         return await batcher.submit(prepare)
 
 
@@ -202,7 +204,7 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         if form == "images":
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
             return ImagesWork(datas, settings.max_image_pixels)
-        return _pixels(value, batch=True)
+        return lanes.pixels_work(_pixels(value, batch=True), len(value))
     raise _unsupported(kind, "files", json_forms, batch=True)
 
 
@@ -216,7 +218,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Body, image or batch over its limit.",
         415: "Unsupported Content-Type or image type.",
         422: "Undecodable image, no digit found, or invalid JSON/pixels.",
-        429: "Too many requests in flight from this client.",
+        429: "Too many requests in flight from this client, or the decoders are busy with large images.",
         503: "Model not ready, shutting down, timed out, or inference failed; retry.",
     }.items()
 }

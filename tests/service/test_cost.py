@@ -8,6 +8,7 @@ Bounds are generous: the light request normally takes 5-50 ms, and the CPU windo
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -16,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
 from benchmarks.attack import normal_payloads, rle_bmp
 from benchmarks.common import HOST, MULTIPART_CONTENT_TYPE, descendants, multipart_body
 from service import errors
+from tests.conftest import encode
 from tests.service.live_server import LiveServer
 
 #: Settings under which the costly BMP is admitted and decoded, in one worker with a long timeout.
@@ -56,6 +59,13 @@ def cpu_seconds(root: int, seconds: float) -> float:
     after = ticks(root)
     used = sum(t - before.get(pid, 0) for pid, t in after.items())
     return used / os.sysconf("SC_CLK_TCK")
+
+
+def big_drawing(side: int = 1500) -> bytes:
+    """A "1" drawn on a 1500x1500 canvas: 2.25 MP, over light_pixels, so decoded in a decoder process."""
+    image = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(image).rectangle((side // 2 - 40, side // 6, side // 2 + 40, 5 * side // 6), fill=0)
+    return encode(image)
 
 
 @pytest.fixture
@@ -105,9 +115,12 @@ def test_work_stops_when_the_request_times_out(tmp_path: Path) -> None:
         assert errors.REQUEST_TIMEOUT.format(seconds=1.0).encode() in body
         time.sleep(0.5)
         assert cpu_seconds(server.process.pid, CPU_WINDOW_S) < CPU_AFTER_S
-        # The worker still serves, and starts a new decoder process for the next costly image.
+        # The worker still serves, light images and costly ones (in a new decoder process: the
+        # killed one is never handed the next image).
         (_, mnist), _ = normal_payloads()
         assert server.request("POST", "/predict", mnist, {"Content-Type": "image/png"})[0] == 200
+        status, _, body = server.request("POST", "/predict", big_drawing(), {"Content-Type": "image/png"}, 60)
+        assert (status, json.loads(body)["digit"]) == (200, 1), body
     finally:
         server.stop()
 
