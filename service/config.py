@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # --- Dynamic batching of concurrent /predict calls
     batch_max_size: int = Field(64, ge=1, le=1024, description="Most images in one session.run call.")
     prepare_threads: int = Field(
-        2, ge=1, le=32, description="Threads per worker that decode heavy requests (many or large images)."
+        2, ge=1, le=32, description="Threads per worker that read big requests' headers and convert JSON pixel batches."
     )
     batch_max_delay_ms: float = Field(
         0.0, ge=0, le=100, description="How long the batcher waits for more requests to fill a batch."

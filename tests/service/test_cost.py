@@ -98,9 +98,10 @@ def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) ->
         latencies.append(time.monotonic() - started)
         assert status == 200
     thread.join(150)
-    # The costly request was really decoded (the BMP holds one dark pixel: no digit) and was slow,
+    # The costly request was really being decoded (the BMPs hold one dark pixel: no digit; or,
+    # on a loaded machine, its decoder at nice +10 outlasts the 30 s request timeout) and was slow,
     # so the light requests above ran while it was being decoded.
-    assert costly and costly[0][0] == 422, costly
+    assert costly and costly[0][0] in (422, 504), costly
     assert costly[0][1] > 2 * LIGHT_BOUND_S, costly
     assert max(latencies) < LIGHT_BOUND_S, latencies
 
@@ -150,7 +151,9 @@ def test_costly_requests_are_refused_before_decoding(tmp_path: Path) -> None:
         assert time.monotonic() - started < LIGHT_BOUND_S
         # 1,700,000 x 1 px in Python: 27 MP of work, admitted; it keeps the budget while it decodes.
         slow = rle_bmp(width=1_700_000)
-        held = threading.Thread(target=server.request, args=("POST", "/predict", slow, {"Content-Type": "image/bmp"}))
+        held = threading.Thread(
+            target=server.request, args=("POST", "/predict", slow, {"Content-Type": "image/bmp"}, 60)
+        )
         held.start()
         time.sleep(0.3)
         status, headers, body = server.request("POST", "/predict", slow, {"Content-Type": "image/bmp"})
