@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.batcher.stop()
             runtime.access_log.close()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
+            runtime.lanes.close()
 
     app = FastAPI(
         title="Handwritten digit recognition",

@@ -43,10 +43,23 @@ class Settings(BaseSettings):
     # --- Dynamic batching of concurrent /predict calls
     batch_max_size: int = Field(64, ge=1, le=1024, description="Most images in one session.run call.")
     prepare_threads: int = Field(
-        2, ge=1, le=32, description="Threads per worker that decode heavy requests (many or large images)."
+        2, ge=1, le=32, description="Threads per worker that read big requests' headers and convert JSON pixel batches."
     )
     batch_max_delay_ms: float = Field(
         0.0, ge=0, le=100, description="How long the batcher waits for more requests to fill a batch."
+    )
+
+    # --- Costly images (service/lanes.py, docs/cost.md)
+    light_pixels: int = Field(
+        1_000_000, ge=0, description="Most decoding work (pixels) a request may need to be decoded in the batcher."
+    )
+    decoder_processes: int = Field(1, ge=1, le=16, description="Processes per worker that decode costly images.")
+    decoder_budget_pixels: int = Field(
+        96_000_000, ge=1, description="Pixels of costly images a worker decodes at once; over it: 429."
+    )
+    decoder_timeout_s: float = Field(8.0, gt=0, description="Longest a costly request may wait and decode.")
+    decoder_memory_mb: int = Field(
+        288, ge=128, description="Data memory cap of each decoder process (MB); over it: the image is refused."
     )
 
     # --- Limits

@@ -150,3 +150,17 @@ GRPC_RAW_SIZE = (
 )
 GRPC_CONTENTS_FIELD = "input {name!r} of datatype {datatype} takes its values in contents.{field}; got {got}"
 GRPC_CONTENTS_LENGTH = "input {name!r} has {got} values in contents.{field}; its shape {shape} needs {expected}"
+REQUEST_TOO_COSTLY = (
+    "the images would take about {work:,} pixels of decoding, over the limit of {limit:,} per request: "
+    "send fewer or smaller images (a digit needs no more than a few hundred pixels a side)"
+)
+DECODERS_BUSY = (
+    "the service is busy decoding other large images: retry after {retry_after} s, or send a smaller "
+    "image (a digit needs no more than a few hundred pixels a side)"
+)
+DECODE_TOO_SLOW = (
+    "the image took longer than {seconds:g} s to decode: send a smaller image "
+    "(a digit needs no more than a few hundred pixels a side)"
+)
+#: The reason given in UNDECODABLE_IMAGE when the decoder process died on an image.
+DECODER_DIED = "the decoder ran out of memory or failed on it"

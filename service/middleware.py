@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect
 
-from service import errors, metrics
+from service import errors, lanes, metrics
 from service.responses import render_error, service_error_response
 from service.runtime import Runtime
 
@@ -152,6 +152,7 @@ class ServiceMiddleware:
                     )
                 self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
                 counted = True
+            lanes.RECEIVE.set(receive)  # so that a costly decode stops when the client leaves
             async with asyncio.timeout(self.timeout):
                 await self.app(scope, receive, send_wrapper)
         except errors.ServiceError as exc:

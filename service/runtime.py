@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from fastapi import Request
 
-from service import errors
+from service import errors, lanes
 from service.config import Settings
 from service.inference import Batcher, Classified, Classifier, Prepare
 from service.logs import AccessLog
+from service.work import ImagesWork
 
 
 @dataclass
@@ -27,9 +28,11 @@ class Runtime:
     draining: bool = False
     in_flight: dict[str, int] = field(default_factory=dict)
     access_log: AccessLog = field(init=False)
+    lanes: lanes.Lanes = field(init=False)
 
     def __post_init__(self) -> None:
         self.access_log = AccessLog(self.settings.log_json)
+        self.lanes = lanes.Lanes(self.settings)
 
     def check_ready(self) -> None:
         """The one readiness check of the probes: 503 while the model loads and once shutdown has begun."""
@@ -65,6 +68,12 @@ class Runtime:
         # No timeout of its own: the middleware's request timeout cancels this task, and with it
         # the job's future, so the batcher skips the job if it has not started on it.
         # The flag, not the type: a wrapper (v2's statistics timer) passes on the heaviness of its work.
+        if isinstance(prepare, ImagesWork):
+            # Planned from the images' headers: costly decoding goes to a decoder process (service/lanes.py).
+            return await self.lanes.classify(prepare, batcher.submit, self.pool)
+        if isinstance(prepare, lanes.OffBatcher):  # many JSON pixel arrays: Python work, in a thread
+            images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
+            return await batcher.submit(lambda: images)
         if self.pool is not None and getattr(prepare, "heavy", False) is True:
             images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
             return await batcher.submit(lambda: images)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from service import errors, parsing, preprocess
+from service import errors, lanes, parsing, preprocess
 from service.config import Settings
 from service.inference import Prepare
 from service.responses import JSON
@@ -157,5 +157,5 @@ async def batch_work(request: Request, settings: Settings) -> Prepare:
         if form == "images":
             datas = [parsing.decode_base64(item, f"images[{i}]") for i, item in enumerate(value)]
             return ImagesWork(datas, settings.max_image_pixels)
-        return _pixels(value, batch=True)
+        return lanes.pixels_work(_pixels(value, batch=True), len(value))
     raise _unsupported(kind, "files", json_forms, batch=True)

@@ -1,0 +1,167 @@
+"""Bounded cost, through a real ``python -m service`` (issue 16 §1, service/lanes.py, docs/cost.md).
+
+The costly input is a 68-byte RLE8 BMP that declares 24,000,000 x 1 px: Pillow decodes it in Python
+(2.5 s on a quiet machine, up to 14 s here under load), holding the GIL all along. Where a test needs
+it decoded rather than refused, it raises the decoder budget and deadline so that it is admitted.
+Bounds are generous: the light request normally takes 5-50 ms, and the CPU window is seconds long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from benchmarks.attack import normal_payloads, rle_bmp
+from benchmarks.common import HOST, MULTIPART_CONTENT_TYPE, descendants, multipart_body
+from service import errors
+from tests.conftest import encode
+from tests.service.live_server import LiveServer
+
+#: Settings under which the costly BMP is admitted and decoded, in one worker with a long timeout.
+ADMIT_EVERYTHING = {
+    "DIGITS_WORKERS": "1",
+    "DIGITS_DECODER_BUDGET_PIXELS": "2000000000",
+    "DIGITS_DECODER_TIMEOUT_S": "120",
+}
+#: The light request must not wait for the costly one longer than this (it takes 5-50 ms alone;
+#: on today's code before the lanes it waited the whole decode, 2.5-14 s).
+LIGHT_BOUND_S = 1.0
+#: CPU seconds the server may still use in CPU_WINDOW_S once a request has been answered early
+#: (an idle worker: ~0.01; the decode it replaced: about one core, so ~CPU_WINDOW_S).
+CPU_AFTER_S = 0.3
+CPU_WINDOW_S = 3.0
+
+
+def ticks(root: int) -> dict[int, int]:
+    """utime + stime of ``root`` and each process below it, by pid."""
+    found = {}
+    for pid in descendants(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = int(stat[11]) + int(stat[12])
+    return found
+
+
+def cpu_seconds(root: int, seconds: float) -> float:
+    """CPU the server's processes use over the next ``seconds`` (a process that ends stops counting)."""
+    before = ticks(root)
+    time.sleep(seconds)
+    after = ticks(root)
+    used = sum(t - before.get(pid, 0) for pid, t in after.items())
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def big_drawing(side: int = 1500) -> bytes:
+    """A "1" drawn on a 1500x1500 canvas: 2.25 MP, over light_pixels, so decoded in a decoder process."""
+    image = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(image).rectangle((side // 2 - 40, side // 6, side // 2 + 40, 5 * side // 6), fill=0)
+    return encode(image)
+
+
+@pytest.fixture
+def admitting(tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "server.log", env=ADMIT_EVERYTHING, inherit_settings=False)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) -> None:
+    costly: list[tuple[int, float]] = []
+
+    def send_costly() -> None:
+        started = time.monotonic()
+        # Two of them (5-28 s of decoding), so that it surely outlasts the light requests below.
+        body = multipart_body("files", [rle_bmp(), rle_bmp()])
+        status, _, _ = admitting.request("POST", "/predict/batch", body, {"Content-Type": MULTIPART_CONTENT_TYPE}, 120)
+        costly.append((status, time.monotonic() - started))
+
+    thread = threading.Thread(target=send_costly)
+    thread.start()
+    time.sleep(0.5)  # the costly decode has started
+    (_, mnist), (_, canvas) = normal_payloads()
+    latencies = []
+    for body in (mnist, canvas, mnist):
+        started = time.monotonic()
+        status, _, _ = admitting.request("POST", "/predict", body, {"Content-Type": "image/png"})
+        latencies.append(time.monotonic() - started)
+        assert status == 200
+    thread.join(150)
+    # The costly request was really being decoded (the BMPs hold one dark pixel: no digit; or,
+    # on a loaded machine, its decoder at nice +10 outlasts the 30 s request timeout) and was slow,
+    # so the light requests above ran while it was being decoded.
+    assert costly and costly[0][0] in (422, 504), costly
+    assert costly[0][1] > 2 * LIGHT_BOUND_S, costly
+    assert max(latencies) < LIGHT_BOUND_S, latencies
+
+
+def test_work_stops_when_the_request_times_out(tmp_path: Path) -> None:
+    env = {**ADMIT_EVERYTHING, "DIGITS_REQUEST_TIMEOUT_S": "1"}
+    server = LiveServer(tmp_path / "server.log", env=env, inherit_settings=False).start()
+    try:
+        assert server.process is not None
+        status, _, body = server.request("POST", "/predict", rle_bmp(), {"Content-Type": "image/bmp"}, 60)
+        assert status == 504, body
+        assert errors.REQUEST_TIMEOUT.format(seconds=1.0).encode() in body
+        time.sleep(0.5)
+        assert cpu_seconds(server.process.pid, CPU_WINDOW_S) < CPU_AFTER_S
+        # The worker still serves, light images and costly ones: in a new decoder process, as the
+        # killed one is never handed the next image (that would be a 422 "decoder ... failed").
+        # Starting a decoder at nice +10 can itself outlast this server's 1 s timeout: 504 then.
+        (_, mnist), _ = normal_payloads()
+        assert server.request("POST", "/predict", mnist, {"Content-Type": "image/png"})[0] == 200
+        status, _, body = server.request("POST", "/predict", big_drawing(), {"Content-Type": "image/png"}, 60)
+        assert status in (200, 504), body
+        assert status == 504 or json.loads(body)["digit"] == 1, body
+    finally:
+        server.stop()
+
+
+def test_work_stops_when_the_client_leaves(admitting: LiveServer) -> None:
+    assert admitting.process is not None
+    body = rle_bmp()
+    with socket.create_connection((HOST, admitting.port), timeout=10) as sock:
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/bmp\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        time.sleep(1.0)  # decoding
+    time.sleep(0.5)
+    assert cpu_seconds(admitting.process.pid, CPU_WINDOW_S) < CPU_AFTER_S
+
+
+def test_costly_requests_are_refused_before_decoding(tmp_path: Path) -> None:
+    """Default budget: over it in one request, 413 at once; while the budget is taken, 429 with Retry-After."""
+    env = {"DIGITS_WORKERS": "1", "DIGITS_DECODER_BUDGET_PIXELS": "30000000", "DIGITS_DECODER_TIMEOUT_S": "120"}
+    server = LiveServer(tmp_path / "server.log", env=env, inherit_settings=False).start()
+    try:
+        started = time.monotonic()
+        status, _, body = server.request("POST", "/predict", rle_bmp(), {"Content-Type": "image/bmp"})
+        assert status == 413, body
+        assert errors.REQUEST_TOO_COSTLY.format(work=384_004_000, limit=30_000_000).encode() in body
+        assert time.monotonic() - started < LIGHT_BOUND_S
+        # 1,700,000 x 1 px in Python: 27 MP of work, admitted; it keeps the budget while it decodes.
+        slow = rle_bmp(width=1_700_000)
+        held = threading.Thread(
+            target=server.request, args=("POST", "/predict", slow, {"Content-Type": "image/bmp"}, 60)
+        )
+        held.start()
+        time.sleep(0.3)
+        status, headers, body = server.request("POST", "/predict", slow, {"Content-Type": "image/bmp"})
+        held.join(60)
+        assert status == 429, body
+        assert headers["retry-after"] == "2"
+        assert errors.DECODERS_BUSY.format(retry_after=2).encode() in body
+    finally:
+        server.stop()
