@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from benchmarks.attack import normal_payloads, rle_bmp
+from benchmarks.attack import normal_payloads
 from benchmarks.common import HOST, MULTIPART_CONTENT_TYPE, descendants, multipart_body
 from service import errors
 from tests.conftest import encode
@@ -82,8 +82,9 @@ def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) ->
 
     def send_costly() -> None:
         started = time.monotonic()
-        # Two of them (5-28 s of decoding), so that it surely outlasts the light requests below.
-        body = multipart_body("files", [rle_bmp(), rle_bmp()])
+        # 48 drawings of 9 MP (about 3.5 s of decoding: the header checks admit them, unlike the RLE
+        # BMP that preprocess now refuses up front), so that it surely outlasts the light requests below.
+        body = multipart_body("files", [big_drawing(3000)] * 48)
         status, _, _ = admitting.request("POST", "/predict/batch", body, {"Content-Type": MULTIPART_CONTENT_TYPE}, 120)
         costly.append((status, time.monotonic() - started))
 
@@ -101,7 +102,7 @@ def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) ->
     # The costly request was really being decoded (the BMPs hold one dark pixel: no digit; or,
     # on a loaded machine, its decoder at nice +10 outlasts the 30 s request timeout) and was slow,
     # so the light requests above ran while it was being decoded.
-    assert costly and costly[0][0] in (422, 504), costly
+    assert costly and costly[0][0] in (200, 504), costly
     assert costly[0][1] > 2 * LIGHT_BOUND_S, costly
     assert max(latencies) < LIGHT_BOUND_S, latencies
 
@@ -111,7 +112,8 @@ def test_work_stops_when_the_request_times_out(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "server.log", env=env, inherit_settings=False).start()
     try:
         assert server.process is not None
-        status, _, body = server.request("POST", "/predict", rle_bmp(), {"Content-Type": "image/bmp"}, 60)
+        costly = multipart_body("files", [big_drawing(3000)] * 48)
+        status, _, body = server.request("POST", "/predict/batch", costly, {"Content-Type": MULTIPART_CONTENT_TYPE}, 60)
         assert status == 504, body
         assert errors.REQUEST_TIMEOUT.format(seconds=1.0).encode() in body
         time.sleep(0.5)
@@ -130,10 +132,11 @@ def test_work_stops_when_the_request_times_out(tmp_path: Path) -> None:
 
 def test_work_stops_when_the_client_leaves(admitting: LiveServer) -> None:
     assert admitting.process is not None
-    body = rle_bmp()
+    body = multipart_body("files", [big_drawing(3000)] * 48)
     with socket.create_connection((HOST, admitting.port), timeout=10) as sock:
         head = (
-            f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/bmp\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"POST /predict/batch HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {MULTIPART_CONTENT_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
         )
         sock.sendall(head.encode() + body)
         time.sleep(1.0)  # decoding
@@ -143,22 +146,26 @@ def test_work_stops_when_the_client_leaves(admitting: LiveServer) -> None:
 
 def test_costly_requests_are_refused_before_decoding(tmp_path: Path) -> None:
     """Default budget: over it in one request, 413 at once; while the budget is taken, 429 with Retry-After."""
-    env = {"DIGITS_WORKERS": "1", "DIGITS_DECODER_BUDGET_PIXELS": "30000000", "DIGITS_DECODER_TIMEOUT_S": "120"}
+    env = {"DIGITS_WORKERS": "1", "DIGITS_DECODER_BUDGET_PIXELS": "500000000", "DIGITS_DECODER_TIMEOUT_S": "120"}
     server = LiveServer(tmp_path / "server.log", env=env, inherit_settings=False).start()
+    drawing = big_drawing(3000)  # 9 MP each
     try:
         started = time.monotonic()
-        status, _, body = server.request("POST", "/predict", rle_bmp(), {"Content-Type": "image/bmp"})
+        over = multipart_body("files", [drawing] * 60)  # 540 MP of work: over the budget on its own
+        status, _, body = server.request("POST", "/predict/batch", over, {"Content-Type": MULTIPART_CONTENT_TYPE})
         assert status == 413, body
-        assert errors.REQUEST_TOO_COSTLY.format(work=384_004_000, limit=30_000_000).encode() in body
-        assert time.monotonic() - started < LIGHT_BOUND_S
-        # 1,700,000 x 1 px in Python: 27 MP of work, admitted; it keeps the budget while it decodes.
-        slow = rle_bmp(width=1_700_000)
+        assert b"per request: send fewer or smaller images" in body
+        assert time.monotonic() - started < LIGHT_BOUND_S * 3
+        # 432 MP, admitted: it keeps the budget while it decodes (about 3 s), so 72 MP more is a 429.
+        held_body = multipart_body("files", [drawing] * 48)
         held = threading.Thread(
-            target=server.request, args=("POST", "/predict", slow, {"Content-Type": "image/bmp"}, 60)
+            target=server.request,
+            args=("POST", "/predict/batch", held_body, {"Content-Type": MULTIPART_CONTENT_TYPE}, 60),
         )
         held.start()
-        time.sleep(0.3)
-        status, headers, body = server.request("POST", "/predict", slow, {"Content-Type": "image/bmp"})
+        time.sleep(0.5)
+        more = multipart_body("files", [drawing] * 8)
+        status, headers, body = server.request("POST", "/predict/batch", more, {"Content-Type": MULTIPART_CONTENT_TYPE})
         held.join(60)
         assert status == 429, body
         assert headers["retry-after"] == "2"
