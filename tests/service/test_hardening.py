@@ -562,7 +562,20 @@ def light_wait(client: Any, send_heavy: Callable[[], int]) -> float:
     return waited
 
 
-def test_a_heavy_batch_does_not_hold_up_a_light_request(client) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def roomy_client(app_settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """The app with room for 900 MP of costly images in one request (the default refuses it: 413)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    settings = app_settings.model_copy(update={"decoder_budget_pixels": 10**9, "decoder_timeout_s": 120})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_a_heavy_batch_does_not_hold_up_a_light_request(roomy_client) -> None:  # type: ignore[no-untyped-def]
+    client = roomy_client
     files = [("files", (f"{i}.png", heavy_photo(), "image/png")) for i in range(100)]
     waited = light_wait(client, lambda: client.post("/predict/batch", files=files).status_code)
     assert waited < 0.5, f"a 28x28 digit waited {waited:.1f} s behind one batch request"
