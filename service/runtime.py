@@ -34,6 +34,11 @@ class Runtime:
         self.access_log = AccessLog(self.settings.log_json)
         self.lanes = lanes.Lanes(self.settings)
 
+    @property
+    def serving(self) -> bool:
+        """Ready to answer, as the readiness probes say: the model is loaded and shutdown has not begun."""
+        return self.ready and not self.draining
+
     def check_ready(self) -> None:
         """The one readiness check of the probes: 503 while the model loads and once shutdown has begun."""
         if self.draining:

@@ -141,19 +141,6 @@ class Guard:
         return guarded
 
 
-def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, str]]:
-    """``POST /v2/repository/index``'s answer (service/v2/routes.py), from the same model list."""
-    classifier = runtime.classifier
-    ready = runtime.ready and not runtime.draining
-    if classifier is None or (only_ready and not ready):
-        return []
-    state, reason = ("READY", "") if ready else ("UNAVAILABLE", "not ready")
-    return [
-        {"name": name, "version": spec.protocol_version(classifier.version), "state": state, "reason": reason}
-        for name in spec.served_models(classifier.name)
-    ]
-
-
 class InferenceServicer:
     """The RPCs of ``inference.GRPCInferenceService`` that this server has (the rest answer UNIMPLEMENTED).
 
@@ -173,11 +160,11 @@ class InferenceServicer:
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
         # Like /v2/health/ready, but a probe here reads a boolean rather than a status.
-        return service_pb2.ServerReadyResponse(ready=self.runtime.ready and not self.runtime.draining)
+        return service_pb2.ServerReadyResponse(ready=self.runtime.serving)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         self._model(request.name, request.version)
-        return service_pb2.ModelReadyResponse(ready=self.runtime.ready and not self.runtime.draining)
+        return service_pb2.ModelReadyResponse(ready=self.runtime.serving)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerMetadataResponse(name=spec.SERVER_NAME, version=self.version, extensions=EXTENSIONS)
@@ -193,7 +180,7 @@ class InferenceServicer:
         return service_pb2.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
-        models = repository_index(self.runtime, request.ready)
+        models = encode.repository_index(self.runtime, request.ready)
         return json_format.ParseDict({"models": models}, service_pb2.RepositoryIndexResponse())
 
     async def ModelStatistics(self, request: Any, context: Any) -> Any:

@@ -128,7 +128,7 @@ def repository_index(runtime: Runtime, only_ready: bool) -> list[dict[str, objec
     classifier = runtime.classifier
     if classifier is None:
         return []
-    state, reason = ("READY", "") if runtime.ready and not runtime.draining else ("UNAVAILABLE", "not ready")
+    state, reason = ("READY", "") if runtime.serving else ("UNAVAILABLE", "not ready")
     if only_ready and state != "READY":
         return []
     version = protocol_version(classifier.version)

@@ -128,10 +128,7 @@ async def server_live() -> Response:
 async def server_ready(request: Request) -> Response:
     """200 once the model is loaded and warmed up; 503 before that and while shutting down."""
     runtime = runtime_of(request)
-    if runtime.draining:
-        raise errors.Unavailable(errors.SHUTTING_DOWN)
-    if not runtime.ready:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
+    runtime.check_ready()
     return json_response({"ready": True})
 
 
@@ -217,10 +214,7 @@ async def repository_index(request: Request) -> Response:
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
     _, model = parse.served_model(runtime, model_name, version)
-    if runtime.draining:
-        raise errors.Unavailable(errors.SHUTTING_DOWN)
-    if not runtime.ready:
-        raise errors.Unavailable(errors.MODEL_NOT_READY)
+    runtime.check_ready()
     return json_response({"name": model.name, "ready": True})
 
 
