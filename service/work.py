@@ -102,27 +102,42 @@ async def _body(request: Request, settings: Settings) -> bytes:
     return await parsing.read_body(request.headers.get("content-length"), request.stream(), settings.max_body_bytes)
 
 
-async def single_work(request: Request, settings: Settings) -> Prepare:
-    """The work for ``POST /predict``, from whichever input form the request uses."""
+async def one_image(
+    request: Request, settings: Settings, json_forms: str, json_fields: tuple[str, ...]
+) -> tuple[str, object]:
+    """The one image of a ``/predict`` or ``/read`` request, from whichever input form it uses.
+
+    ``("image", bytes)`` for a raw image body, a multipart ``file`` or JSON ``image`` (base64);
+    ``(field, value)`` for another of ``json_fields``.
+    """
     content_type = request.headers.get("content-type", "")
     kind = parsing.media_type(content_type)
-    json_forms = '{"image": "<base64>"} or {"pixels": <28x28 numbers 0-255>}'
     if kind in parsing.IMAGE_TYPES:
-        return ImagesWork([await _body(request, settings)], settings.max_image_pixels, label=None)
+        return "image", await _body(request, settings)
     if kind == "multipart/form-data":
         parts = parsing.parse_multipart(await _body(request, settings), content_type, "file")
         part = next((p for p in parts if p.name == "file"), None)
         if part is None:
             raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="file"))
         parsing.check_part_type(part)
-        return ImagesWork([part.data], settings.max_image_pixels, label=None)
+        return "image", part.data
     if kind == JSON:
         body = parsing.loads_json(await _body(request, settings), json_forms)
-        form = parsing.one_of(body, ("image", "pixels"))
+        form = parsing.one_of(body, json_fields)
         if form == "image":
-            return ImagesWork([parsing.decode_base64(body["image"], "'image'")], settings.max_image_pixels, label=None)
-        return _pixels(body["pixels"], batch=False)
+            return "image", parsing.decode_base64(body["image"], "'image'")
+        return form, body[form]
     raise _unsupported(kind, "file", json_forms)
+
+
+async def single_work(request: Request, settings: Settings) -> Prepare:
+    """The work for ``POST /predict``, from whichever input form the request uses."""
+    json_forms = '{"image": "<base64>"} or {"pixels": <28x28 numbers 0-255>}'
+    form, value = await one_image(request, settings, json_forms, ("image", "pixels"))
+    if form == "image":
+        assert isinstance(value, bytes)
+        return ImagesWork([value], settings.max_image_pixels, label=None)
+    return _pixels(value, batch=False)
 
 
 async def batch_work(request: Request, settings: Settings) -> Prepare:

@@ -8,14 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service import errors, parsing
+from service import errors
 from service.config import Settings
 from service.read.reader import ReadWork, read, upload_box
 from service.read.schemas import Reading
 from service.responses import JSON, json_response
 from service.routes import ERROR_RESPONSES
 from service.runtime import Runtime, runtime_of
-from service.work import prediction
+from service.work import one_image, prediction
 
 router = APIRouter()
 
@@ -24,28 +24,9 @@ JSON_FORMS = '{"image": "<base64>"}'
 
 async def read_work(request: Request, settings: Settings) -> ReadWork:
     """The image of a ``/read`` request, from whichever input form it uses (as ``/predict`` takes them)."""
-    content_type = request.headers.get("content-type", "")
-    kind = parsing.media_type(content_type)
-    if kind in parsing.IMAGE_TYPES or kind in ("multipart/form-data", JSON):
-        body = await parsing.read_body(request.headers.get("content-length"), request.stream(), settings.max_body_bytes)
-    if kind in parsing.IMAGE_TYPES:
-        return ReadWork(body, settings.max_image_pixels)
-    if kind == "multipart/form-data":
-        part = next((p for p in parsing.parse_multipart(body, content_type, "file") if p.name == "file"), None)
-        if part is None:
-            raise errors.InvalidInput(errors.MISSING_FILE_FIELD.format(field="file"))
-        parsing.check_part_type(part)
-        return ReadWork(part.data, settings.max_image_pixels)
-    if kind == JSON:
-        document = parsing.loads_json(body, JSON_FORMS)
-        parsing.one_of(document, ("image",))
-        return ReadWork(parsing.decode_base64(document["image"], "'image'"), settings.max_image_pixels)
-    content_type = kind[:100]  # the client's: echo a bounded amount of it
-    if content_type.startswith("image/"):
-        raise errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=content_type))
-    raise errors.UnsupportedMediaType(
-        errors.UNSUPPORTED_CONTENT_TYPE.format(content_type=content_type or "none", field="file", json_forms=JSON_FORMS)
-    )
+    _, data = await one_image(request, settings, JSON_FORMS, ("image",))
+    assert isinstance(data, bytes)
+    return ReadWork(data, settings.max_image_pixels)
 
 
 async def answer_read(runtime: Runtime, request: Request) -> Response:
