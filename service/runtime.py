@@ -6,7 +6,6 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
 from fastapi import Request
 
 from service import errors, lanes
@@ -53,11 +52,6 @@ class Runtime:
             return self.settings.strictness
         assert self.classifier is not None
         return self.classifier.threshold
-
-    async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
-        """The images the model saw and their probabilities (v2's call until it reads digit_score too)."""
-        inputs, probabilities, _ = await self.predict(prepare)
-        return inputs, probabilities
 
     async def predict(self, prepare: Prepare) -> Classified:
         """Prepare and classify one request's images; the model runs in the batcher thread.
