@@ -69,9 +69,11 @@ COPY service/ ./service/
 COPY models/ ./models/
 USER 10001:10001
 # The service listens on 127.0.0.1 by default; a container must accept connections from outside.
+# HTTP on 8000; the KServe v2 gRPC API on 8001 (Triton's port).
 ENV DIGITS_HOST=0.0.0.0 \
-    DIGITS_PORT=8000
-EXPOSE 8000
+    DIGITS_PORT=8000 \
+    DIGITS_GRPC_PORT=8001
+EXPOSE 8000 8001
 # Slim images have no curl: probe readiness with the standard library. urlopen raises on a
 # refused connection, a timeout or any non-2xx answer (503 while loading or draining), so the
 # command exits 1 unless the model is loaded and warmed up.

@@ -1,6 +1,7 @@
 # One command each for a fresh machine with only Python 3.11+ and pip:
 #   make serve   set up .venv with the service's dependencies and start it on the shipped model
 #   make test    set up .venv with everything the tests need and run them
+#   make lint    ruff (lint and format) and mypy over every package, tests included
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -29,9 +30,13 @@ serve: $(VENV)/.serve
 test: $(VENV)/.dev
 	$(PY) -m pytest
 
+# Everything Python in the repository; mypy is strict on service/ and harness/ (pyproject.toml).
+TYPED := service training benchmarks tests harness
+
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m mypy service training benchmarks
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy $(TYPED)
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run.py

@@ -1,40 +1,74 @@
-"""What the benchmark scripts share: MNIST payloads, server processes, hey, and the report file.
+"""What the benchmark scripts share beyond the harness: model paths, MNIST payloads, hey, the report file.
 
-Everything here talks to 127.0.0.1 only, every wait is bounded in time, and every process started
-here is stopped again (its whole process group) when the script ends, however it ends.
+Servers, processes and HTTP come from the shared ``harness`` package (the tests use it too); its
+names are re-exported here for the scripts that import them from ``benchmarks.common``.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import dataclasses
-import http.client
 import io
-import json
 import os
 import re
-import resource
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+from harness import (
+    BOUNDARY,
+    HOST,
+    MULTIPART_CONTENT_TYPE,
+    ROOT,
+    CpuMeter,
+    ProcessMemory,
+    Server,
+    ServiceServer,
+    busy_cores,
+    busy_ticks,
+    descendants,
+    free_port,
+    http_status,
+    install_cleanup,
+    multipart_body,
+    post,
+    process_memory,
+    service_argv,
+    spawn,
+    started,
+    terminate,
+)
+
+__all__ = [
+    "BOUNDARY",
+    "HOST",
+    "MULTIPART_CONTENT_TYPE",
+    "ROOT",
+    "CpuMeter",
+    "ProcessMemory",
+    "Server",
+    "ServiceServer",
+    "busy_cores",
+    "busy_ticks",
+    "descendants",
+    "free_port",
+    "http_status",
+    "install_cleanup",
+    "multipart_body",
+    "post",
+    "process_memory",
+    "service_argv",
+    "spawn",
+    "started",
+    "terminate",
+]
+
 MODELS_DIR = ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "mnist-improved.onnx"
 FALLBACK_MODEL = MODELS_DIR / "mnist-baseline.onnx"
 DEFAULT_MNIST_DIR = ROOT.parent / "shared" / "datasets" / "mnist"
-BOUNDARY = "----digitsbenchmarkboundary7MA4YWxkTrZu0gW"
-MULTIPART_CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def default_model_path() -> Path:
@@ -46,8 +80,6 @@ def default_model_path() -> Path:
 
 def service_default_model() -> Path:
     """The model ``python -m service`` loads when DIGITS_MODEL_PATH is not set: its own default."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     try:
         from service.config import DEFAULT_MODEL as service_default
     except ImportError:  # the service is not there (yet): what the issue says it defaults to
@@ -62,6 +94,7 @@ def service_default_model() -> Path:
 class Digits:
     pngs: list[bytes]  # 28x28 greyscale PNGs, as MNIST has them (white ink on black)
     labels: list[int]
+    images: list[np.ndarray] = field(default_factory=list)  # the same digits, uint8 (28, 28)
 
 
 def load_test_digits(count: int, data_dir: str | os.PathLike[str] | None = None) -> Digits:
@@ -69,8 +102,6 @@ def load_test_digits(count: int, data_dir: str | os.PathLike[str] | None = None)
     from PIL import Image
 
     # training/data.py imports only numpy, so this does not pull TensorFlow in.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from training.data import load_mnist
 
     directory = data_dir or os.environ.get("MNIST_DATA_DIR") or DEFAULT_MNIST_DIR
@@ -80,290 +111,8 @@ def load_test_digits(count: int, data_dir: str | os.PathLike[str] | None = None)
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
-    return Digits(pngs=pngs, labels=[int(label) for label in test.labels[:count]])
-
-
-def multipart_body(field_name: str, files: Sequence[bytes]) -> bytes:
-    """A multipart/form-data body with one PNG part per file, all under ``field_name``."""
-    out = io.BytesIO()
-    for index, data in enumerate(files):
-        out.write(
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field_name}"; '
-            f'filename="digit{index}.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
-        )
-        out.write(data)
-        out.write(b"\r\n")
-    out.write(f"--{BOUNDARY}--\r\n".encode())
-    return out.getvalue()
-
-
-# --------------------------------------------------------------------------- processes
-
-_LIVE: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _stop_all() -> None:
-    for process in list(_LIVE.values()):
-        terminate(process)
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    # Turn SIGTERM into the same unwinding as Ctrl-C, so every `finally` runs.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def install_cleanup() -> None:
-    """Stop every process started here when the script exits, is interrupted or is terminated."""
-    atexit.register(_stop_all)
-    # A shell that starts us in the background makes us ignore SIGINT: take Ctrl-C back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-
-
-def spawn(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own process group, to be stopped with it on exit whatever happens."""
-    process = subprocess.Popen(list(argv), start_new_session=True, **kwargs)
-    _LIVE[process.pid] = process
-    return process
-
-
-def terminate(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
-    """SIGTERM the process group of ``process``, then SIGKILL it if it has not gone in ``grace_s``."""
-    _LIVE.pop(process.pid, None)
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    # Children (server workers) may outlive their parent: the whole group goes.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces: split after the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
-
-
-@dataclass(frozen=True)
-class ProcessMemory:
-    pid: int
-    command: str
-    peak_rss_mb: float  # VmHWM: the largest resident set the process has had
-    rss_mb: float
-    anon_mb: float = float("nan")  # RssAnon: the heap part of rss_mb (malloc, arenas, numpy)
-    file_mb: float = float("nan")  # RssFile: the mapped-file part (shared libraries)
-    role: str = "main"  # "main" (the process started), "worker" (a uvicorn worker) or "helper"
-
-
-def busy_ticks() -> int:
-    """Clock ticks the whole machine has been busy since boot (/proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait; guest is inside user
-
-
-def busy_cores(sample_s: float = 1.0) -> float:
-    """How many cores the machine keeps busy, averaged over ``sample_s`` seconds."""
-    before, started = busy_ticks(), time.monotonic()
-    time.sleep(sample_s)
-    return (busy_ticks() - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - started)
-
-
-class CpuMeter:
-    """CPU used while one server is under load, in cores: by each of its processes, and by the rest.
-
-    ``other_cores`` is everything busy on the machine (/proc/stat) less what the server's processes,
-    hey and this script used: on a shared machine, a run with a high figure had less than the whole
-    machine. ``server_cores`` maps each server process to the cores it used, which shows how evenly
-    the kernel spread the connections over uvicorn's workers.
-    """
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
-        self.ticks_per_s = os.sysconf("SC_CLK_TCK")
-        self.other_cores = float("nan")
-        self.server_cores: dict[int, float] = {}
-
-    def _sample(self) -> tuple[float, int, dict[int, int], float]:
-        busy = busy_ticks()
-        server = {}
-        for pid in descendants(self.server_pid):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                server[pid] = int(stat[11]) + int(stat[12])  # utime + stime
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # hey, once it has been waited for
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        waited = (children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime) * self.ticks_per_s
-        return time.monotonic(), busy, server, waited
-
-    def __enter__(self) -> CpuMeter:
-        self.start = self._sample()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        end = self._sample()
-        elapsed = end[0] - self.start[0]
-        if elapsed <= 0:
-            return
-        per_tick = 1 / self.ticks_per_s / elapsed
-        self.server_cores = {pid: (ticks - self.start[2].get(pid, 0)) * per_tick for pid, ticks in end[2].items()}
-        other = (end[1] - self.start[1]) - (end[3] - self.start[3])
-        self.other_cores = max(0.0, other * per_tick - sum(self.server_cores.values()))
-
-
-def process_memory(pid: int) -> ProcessMemory | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-    values = {key: int(kb) / 1024 for key, kb in re.findall(r"^(\w+):\s+(\d+) kB", status, re.MULTILINE)}
-    if "VmHWM" not in values:  # a zombie, or a kernel thread
-        return None
-    nan = float("nan")
-    return ProcessMemory(
-        pid, command.strip(), values["VmHWM"], values["VmRSS"], values.get("RssAnon", nan), values.get("RssFile", nan)
-    )
-
-
-@dataclass
-class Server:
-    """One HTTP server under test, run as a subprocess in its own process group on a loopback port."""
-
-    name: str
-    argv: list[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    ready_path: str = "/health/ready"
-    log_path: Path | None = None
-    port: int = 0
-    cwd: Path = ROOT  # where `python -m service` finds its package: a checkout of another commit, say
-    process: subprocess.Popen[bytes] | None = None
-    startup_s: float = float("nan")
-
-    def start(self, ready_timeout_s: float = 180.0) -> Server:
-        env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        started = time.monotonic()
-        try:
-            self.process = spawn(
-                self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        finally:
-            if not isinstance(log, int):
-                log.close()
-        deadline = started + ready_timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with code {self.process.returncode} before it was ready{self._log_tail()}"
-                )
-            status = http_status(self.port, self.ready_path)
-            if status == 200:
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} was not ready after {ready_timeout_s:.0f} s{self._log_tail()}")
-            time.sleep(0.1)
-        self.startup_s = time.monotonic() - started
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process)
-
-    def memory(self) -> list[ProcessMemory]:
-        """Memory of the server process and of every process below it, each with its role."""
-        assert self.process is not None
-        found = []
-        for pid in descendants(self.process.pid):
-            memory = process_memory(pid)
-            if memory is None:
-                continue
-            if pid == self.process.pid:
-                role = "main"
-            elif "multiprocessing.spawn" in memory.command or "multiprocessing.forkserver" in memory.command:
-                role = "worker"  # uvicorn --workers N: spawned processes that each serve requests
-            else:
-                role = "helper"  # multiprocessing's resource tracker and the like
-            found.append(dataclasses.replace(memory, role=role))
-        return found
-
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
-
-    def _log_tail(self, lines: int = 30) -> str:
-        if not self.log_path or not self.log_path.is_file():
-            return ""
-        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n--- last lines of " + str(self.log_path) + ":\n" + "\n".join(tail)
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-def http_status(port: int, path: str, timeout_s: float = 2.0) -> int | None:
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status
-    except OSError:
-        return None
-    finally:
-        connection.close()
-
-
-def post(port: int, path: str, body: bytes, content_type: str, timeout_s: float = 60.0) -> tuple[int, object]:
-    """POST ``body`` and return the status and the decoded JSON answer (or the text if it is not JSON)."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
-    try:
-        connection.request("POST", path, body=body, headers={"Content-Type": content_type})
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw.decode(errors="replace")
-
-
-@contextlib.contextmanager
-def started(server: Server, ready_timeout_s: float = 180.0) -> Iterator[Server]:
-    server.start(ready_timeout_s)
-    try:
-        yield server
-    finally:
-        server.stop()
+    labels = [int(label) for label in test.labels[:count]]
+    return Digits(pngs, labels, [np.asarray(image, dtype=np.uint8) for image in test.images[:count]])
 
 
 # --------------------------------------------------------------------------- hey

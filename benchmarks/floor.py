@@ -1,9 +1,10 @@
 """The HTTP floor: the same upload endpoint as ``obvious.py``, reading the file and returning a constant.
 
 No model, no decoding. Whatever the service does on top of this is the cost of its real work, so
-no implementation on this stack (FastAPI, python-multipart, uvicorn, one worker) can beat it.
+no implementation on this stack (FastAPI, python-multipart, uvicorn) with as many workers can beat
+it. ``bare.py`` is the floor below this one: uvicorn alone.
 
-    uvicorn benchmarks.floor:app
+    uvicorn benchmarks.floor:app --workers 2
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 if __package__ in (None, ""):
+    # `python benchmarks/memory.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.memory` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (

@@ -23,7 +23,10 @@ import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `training` is beside benchmarks/
+if __package__ in (None, ""):
+    # `python benchmarks/model_cost.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.model_cost` from the repository root would, not from benchmarks/ itself.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 
 def macs(path: Path) -> int:

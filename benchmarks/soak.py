@@ -47,7 +47,9 @@ import numpy as np
 from PIL import Image
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # `python benchmarks/soak.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.soak` from the repository root would, not from benchmarks/ itself.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
 
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path.unlink(missing_ok=True)  # the server appends to it
     server = Server("service", command, log_path=log_path, port=port)
     load_start = tuple(round(x, 2) for x in os.getloadavg())
-    server.start(ready_timeout_s=120)
+    server.start(120)
     try:
         model = json.loads(httpx.get(server.url("/model"), timeout=10).text)["name"]
         kinds = request_kinds(model)

@@ -16,9 +16,9 @@ import uvicorn
 from service.config import Settings
 from service.inference import Classifier, ModelLoadError
 from service.logs import log_config
-from service.supervisor import Supervisor
+from service.supervisor import Supervisor, bind
 
-OPTIONS = {"host": str, "port": int, "workers": int, "model": Path}
+OPTIONS = {"host": str, "port": int, "grpc_port": int, "workers": int, "model": Path}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = Settings()
     parser.add_argument("--host", help=f"interface to bind (default {defaults.host})")
     parser.add_argument("--port", type=int, help=f"port (default {defaults.port})")
+    parser.add_argument("--grpc-port", type=int, help=f"KServe v2 gRPC port, 0: off (default {defaults.grpc_port})")
     parser.add_argument("--workers", type=int, help=f"worker processes (default {defaults.workers})")
     parser.add_argument("--model", type=Path, help=f"ONNX model (default {defaults.model_path})")
     return parser.parse_args(argv)
@@ -37,7 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {"host": args.host, "port": args.port, "workers": args.workers, "model_path": args.model}
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "grpc_port": args.grpc_port,
+        "workers": args.workers,
+        "model_path": args.model,
+    }
     # Worker processes build their settings from the environment: pass the options on that way.
     for key, value in overrides.items():
         if value is not None:
@@ -53,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", exc)
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
+
+    if settings.grpc_port:
+        # Every worker's gRPC server binds the port with SO_REUSEPORT; refuse a port something else holds.
+        try:
+            bind(settings.host, settings.grpc_port, reuse_port=False).close()
+        except OSError as exc:
+            print(f"error: cannot listen for gRPC on port {settings.grpc_port}: {exc}", file=sys.stderr)
+            return 2
 
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers write their metrics here so that any of them can report the total.

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     # --- Server
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in containers.")
     port: int = Field(8000, ge=1, le=65535)
+    grpc_port: int = Field(8001, ge=0, le=65535, description="KServe v2 gRPC port (Triton's 8001); 0: no gRPC.")
     workers: int = Field(2, ge=1, le=64, description="Worker processes, each with its own model session.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="Structured JSON-lines logs (false: plain text).")
@@ -29,6 +30,13 @@ class Settings(BaseSettings):
     # --- Model
     model_path: Path = Field(DEFAULT_MODEL, description="ONNX model; its metadata is the .json beside it.")
     verify_sha256: bool = Field(True, description="Refuse to start if the model's sha256 differs from its metadata.")
+    strictness: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="is_digit is digit_score >= strictness; unset: the model's own threshold (its metadata's "
+        "open_set.threshold). Higher refuses more non-digits, and more poorly written digits.",
+    )
     intra_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per worker.")
     inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads per worker.")
 
@@ -72,6 +80,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("strictness", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``DIGITS_STRICTNESS=`` (as in .env.example) means the model's own threshold."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def metadata_path(self) -> Path:

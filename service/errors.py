@@ -57,6 +57,15 @@ class Timeout(ServiceError):
     status_code = 504
 
 
+#: The most characters of a client's own value (a Content-Type, a field name) that a message
+#: repeats: enough to recognise it, never a way to make the service echo megabytes back.
+ECHO_CHARS = 100
+#: The most characters of one field name a message repeats, and the most names it lists.
+ECHO_NAME_CHARS = 40
+ECHO_NAMES = 10
+#: The most validation problems one 422 lists: the first few say what to fix.
+MAX_PROBLEMS_LISTED = 5
+
 SUPPORTED_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
 
 # --- Messages -------------------------------------------------------------------------------------
@@ -81,6 +90,10 @@ IMAGE_TOO_LARGE = (
 )
 BODY_TOO_LARGE = "the request body is over the limit of {limit:,} bytes: send smaller or fewer images"
 TOO_MANY_IMAGES = "{count} images is over the batch limit of {limit}: split them into several requests"
+TOO_MANY_PARTS = (
+    "the multipart body has over {limit} parts, the most this server reads in one request: send one file "
+    "field per image, and split large batches into several requests"
+)
 EMPTY_BATCH = "the batch is empty: send at least one image"
 INVALID_JSON = "the body is not valid JSON ({reason}): send an object such as {example}"
 JSON_NOT_OBJECT = "the JSON body must be an object such as {example}"
@@ -106,3 +119,26 @@ IMAGE_BOMB = (
     "the image declares more pixels than the decoder will expand (a decompression bomb?): send an "
     "image of at most {limit:,} pixels"
 )
+IMAGE_OVER_LIMIT = (
+    "the image is {width:,} × {height:,} px: send at most {side:,} px a side and {limit:,} px in all as "
+    "{kind} (a digit needs no more than a few hundred pixels a side; JPEG photos may be larger)"
+)
+IMAGE_TOO_COMPLEX = "the {kind} has more than {limit:,} {parts}: re-save it as a plain PNG or JPEG"
+
+# --- The KServe v2 gRPC API (service/grpc_api): the v2 messages, and these for what only gRPC has
+GRPC_UNKNOWN_MODEL = "unknown model {name!r}: this server serves the models {served}"
+GRPC_MODEL_INPUT = (
+    "model {model!r} takes exactly one input tensor, {input!r} ({datatype} {shape}); got {got}: "
+    "send that input, or use the model {other!r} for {other_input!r}"
+)
+GRPC_NO_DATA = "input {name!r} has no data: send it in raw_input_contents (as tritonclient does) or in contents.{field}"
+GRPC_RAW_COUNT = (
+    "the request has {got} raw_input_contents for {expected} input: send one raw_input_contents entry "
+    "per input, or send the values in contents"
+)
+GRPC_RAW_AND_CONTENTS = "input {name!r} has both contents and raw_input_contents: send its data one way"
+GRPC_RAW_SIZE = (
+    "input {name!r} has {got} bytes in raw_input_contents; its shape {shape} of {datatype} needs {expected} bytes"
+)
+GRPC_CONTENTS_FIELD = "input {name!r} of datatype {datatype} takes its values in contents.{field}; got {got}"
+GRPC_CONTENTS_LENGTH = "input {name!r} has {got} values in contents.{field}; its shape {shape} needs {expected}"

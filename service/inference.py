@@ -14,16 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import onnxruntime as ort
 
 from service import errors
+from service.config import MODELS_DIR
 
 log = logging.getLogger(__name__)
 
 #: Prepares the images of one request in the batcher thread: returns float32 (n, 28, 28)
 #: in [0, 1], or raises a ServiceError that becomes that request's response.
 Prepare = Callable[[], np.ndarray]
+#: What the batcher hands back for one request: the images the model saw (n, 28, 28), the
+#: probabilities of the ten digits (n, 10), and the probability that each image is a digit (n,).
+Classified = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+#: The contract between training and the service: the metadata beside every model follows it.
+METADATA_SCHEMA = MODELS_DIR / "metadata.schema.json"
+#: The model's outputs, by name (read from the session, and from the metadata's open_set).
+PROBABILITIES = "probabilities"
+DIGIT_SCORE = "digit_score"
 
 
 #: The batcher cuts a request with more images than this (and than its max_size) into session
@@ -46,9 +57,16 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
         metadata: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model metadata {path} is not valid JSON: {exc}") from exc
-    for key in ("name", "version", "sha256"):
-        if key not in metadata:
-            raise ModelLoadError(f"model metadata {path} has no {key!r}")
+    try:
+        schema = json.loads(METADATA_SCHEMA.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"the metadata schema {METADATA_SCHEMA} cannot be read: {exc}") from exc
+    problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(metadata))
+    if problem is not None:
+        where = "/".join(str(part) for part in problem.absolute_path) or "the top level"
+        raise ModelLoadError(
+            f"model metadata {path} does not follow {METADATA_SCHEMA.name}: at {where}: {problem.message}"
+        )
     return metadata
 
 
@@ -80,11 +98,28 @@ class Classifier:
             self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"{model_path} is not a loadable ONNX model: {exc}") from exc
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [28, 28, 1] or outputs[0].shape[-1] != 10:
+        inputs = self.session.get_inputs()
+        outputs = {output.name: output for output in self.session.get_outputs()}
+        # Old models name their one output otherwise: the ten-class output is the probabilities.
+        ten = [name for name, output in outputs.items() if list(output.shape)[-1:] == [10]]
+        name = PROBABILITIES if PROBABILITIES in outputs else (ten[0] if len(ten) == 1 else None)
+        if len(inputs) != 1 or list(inputs[0].shape)[1:] != [28, 28, 1] or name is None:
             raise ModelLoadError(f"{model_path} does not take [N, 28, 28, 1] images to [N, 10] probabilities")
         self.input_name: str = inputs[0].name
-        self.output_name: str = outputs[0].name
+        self.output_name: str = name
+        open_set = self.metadata.get("open_set")
+        #: The output that says whether an image shows a digit at all; None for models without one,
+        #: whose every image counts as a digit (digit_score 1.0).
+        self.score_name: str | None = open_set["output"] if open_set else None
+        if self.score_name is not None and self.score_name not in outputs:
+            raise ModelLoadError(f"{model_path} has no output {self.score_name!r}, which its metadata's open_set names")
+        if self.score_name is None and DIGIT_SCORE in outputs:
+            raise ModelLoadError(
+                f"{model_path} has a {DIGIT_SCORE!r} output but its metadata has no open_set threshold for it"
+            )
+        #: The default strictness: is_digit is digit_score >= this (chosen on the validation split).
+        self.threshold: float = float(open_set["threshold"]) if open_set else 0.0
+        self._outputs = [self.output_name] if self.score_name is None else [self.output_name, self.score_name]
         self.sha256 = digest
         self.path = model_path
 
@@ -96,11 +131,24 @@ class Classifier:
     def version(self) -> str:
         return str(self.metadata["version"])
 
+    @property
+    def open_set(self) -> bool:
+        """Whether the model says if an image is a digit at all (a ``digit_score`` output)."""
+        return self.score_name is not None
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (N, 28, 28) in [0, 1] → probabilities (N, 10) and digit_score (N,), float32."""
+        feed = {self.input_name: np.ascontiguousarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)}
+        results = self.session.run(self._outputs, feed)
+        probabilities: np.ndarray = results[0]
+        if self.score_name is None:
+            return probabilities, np.ones(len(probabilities), np.float32)
+        scores: np.ndarray = results[1]
+        return probabilities, scores.reshape(len(probabilities)).astype(np.float32, copy=False)
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 28, 28) in [0, 1] → float32 (N, 10) probabilities."""
-        feed = {self.input_name: np.ascontiguousarray(images, dtype=np.float32).reshape(-1, 28, 28, 1)}
-        result: np.ndarray = self.session.run([self.output_name], feed)[0]
-        return result
+        return self.run(images)[0]
 
     def warm_up(self, max_batch: int) -> None:
         """Run the shapes we will serve once, so the first real requests are not slow."""
@@ -111,9 +159,9 @@ class Classifier:
 @dataclass
 class Job:
     prepare: Prepare
-    future: asyncio.Future[tuple[np.ndarray, np.ndarray]]
+    future: asyncio.Future[Classified]
     images: np.ndarray | None = None
-    result: np.ndarray | None = None
+    result: tuple[np.ndarray, np.ndarray] | None = None
     error: BaseException | None = None
 
 
@@ -153,9 +201,9 @@ class Batcher:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
-    def submit(self, prepare: Prepare) -> asyncio.Future[tuple[np.ndarray, np.ndarray]]:
-        """Queue one request's work; the future resolves to (inputs, probabilities)."""
-        future: asyncio.Future[tuple[np.ndarray, np.ndarray]] = asyncio.get_running_loop().create_future()
+    def submit(self, prepare: Prepare) -> asyncio.Future[Classified]:
+        """Queue one request's work; the future resolves to (inputs, probabilities, digit_score)."""
+        future: asyncio.Future[Classified] = asyncio.get_running_loop().create_future()
         self._queue.put(Job(prepare, future))
         return future
 
@@ -211,7 +259,7 @@ class Batcher:
                 try:
                     arrays = [j.images for j in ready if j.images is not None]
                     batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-                    probabilities = self._infer(batch)
+                    probabilities, scores = self._infer(batch)
                 except Exception:
                     log.exception("inference failed")
                     for job in ready:
@@ -221,11 +269,11 @@ class Batcher:
                     for job in ready:
                         assert job.images is not None
                         end = start + len(job.images)
-                        job.result = probabilities[start:end]
+                        job.result = probabilities[start:end], scores[start:end]
                         start = end
             self._deliver(jobs)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Classify ``batch`` in session runs of at most ``run_limit`` images.
 
         One batch request can hold more images than ``max_size`` (256 against 64 by default).
@@ -236,10 +284,12 @@ class Batcher:
         results = []
         for start in range(0, len(batch), self.run_limit):
             chunk = batch[start : start + self.run_limit]
-            results.append(self.classifier.predict(chunk))
+            results.append(self.classifier.run(chunk))
             if self.on_batch is not None:
                 self.on_batch(len(chunk))
-        return results[0] if len(results) == 1 else np.concatenate(results)
+        if len(results) == 1:
+            return results[0]
+        return np.concatenate([p for p, _ in results]), np.concatenate([s for _, s in results])
 
     @staticmethod
     def _deliver(jobs: list[Job]) -> None:
@@ -261,4 +311,4 @@ def _resolve(jobs: list[Job]) -> None:
             job.future.set_exception(job.error)
         else:
             assert job.images is not None and job.result is not None
-            job.future.set_result((job.images, job.result))
+            job.future.set_result((job.images, *job.result))

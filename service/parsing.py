@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,7 +27,13 @@ IMAGE_TYPE_ALIASES = {
     "image/tif": "image/tiff",
     "image/x-png": "image/png",
 }
+#: RFC 2046 allows boundaries of up to 70 characters; some clients exceed it a little, so the
+#: limit has room, and a longer one is refused before it is searched for in the body.
+MAX_BOUNDARY_CHARS = 200
+#: The most parts one multipart body may have: 4x the default batch limit (256), so that a batch
+#: with a few text fields beside it is read, and a body of thousands of empty parts is not.
 MAX_MULTIPART_PARTS = 1024
+#: The longest headers of one part: real clients send under 300 bytes.
 MAX_PART_HEADER_BYTES = 8192
 
 
@@ -38,16 +45,30 @@ def media_type(content_type: str | None) -> str:
     return IMAGE_TYPE_ALIASES.get(kind, kind)
 
 
+#: One ``; key=value`` parameter: a quoted value runs to its closing quote (so a ``;`` inside it
+#: is part of it), an unquoted one to the next ``;``.
+_PARAMETER = re.compile(r';[ \t]*([^\s=;]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
 def header_param(value: str, name: str) -> str | None:
-    """A parameter of a header value (``boundary``, ``name``, ``filename``), unquoted."""
-    for item in value.split(";")[1:]:
-        key, sep, raw = item.strip().partition("=")
-        if sep and key.strip().lower() == name:
-            raw = raw.strip()
-            if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-                raw = raw[1:-1].replace('\\"', '"')
-            return raw
-    return None
+    """A parameter of a header value (``boundary``, ``name``, ``filename``), unquoted.
+
+    Read as python-multipart's ``parse_options_header`` reads it (tests/service/test_parsing.py
+    compares them): keys are case-insensitive, the last of a repeated key wins, RFC 2231
+    extended keys (``key*=``) are ignored (RFC 7578 forbids them), and a full Windows path
+    sent as a filename is cut to its last part.
+    """
+    found: str | None = None
+    for match in _PARAMETER.finditer(value):
+        if match.group(1).lower() != name:
+            continue
+        raw = match.group(2).rstrip(" \t")
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = raw[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+        if name == "filename" and (raw[1:3] == ":\\" or raw[:2] == "\\\\"):
+            raw = raw.split("\\")[-1]
+        found = raw
+    return found
 
 
 async def read_body(content_length: str | None, stream: AsyncIterator[bytes], limit: int) -> bytes:
@@ -84,7 +105,7 @@ class Part:
 def parse_multipart(body: bytes, content_type: str, field: str) -> list[Part]:
     """The parts of a multipart/form-data body (RFC 7578)."""
     boundary = header_param(content_type, "boundary")
-    if not boundary or len(boundary) > 200:
+    if not boundary or len(boundary) > MAX_BOUNDARY_CHARS:
         raise errors.InvalidInput(
             errors.MALFORMED_MULTIPART.format(reason="no boundary in the Content-Type header", field=field)
         )
@@ -109,9 +130,7 @@ def parse_multipart(body: bytes, content_type: str, field: str) -> list[Part]:
         if next_delimiter < 0:
             break
         if len(parts) >= MAX_MULTIPART_PARTS:
-            raise errors.PayloadTooLarge(
-                errors.TOO_MANY_IMAGES.format(count=f"over {MAX_MULTIPART_PARTS}", limit=MAX_MULTIPART_PARTS)
-            )
+            raise errors.PayloadTooLarge(errors.TOO_MANY_PARTS.format(limit=MAX_MULTIPART_PARTS))
         parts.append(_part(data[line_end + 2 : headers_end], data[headers_end + 4 : next_delimiter], field))
         position = next_delimiter
     raise errors.InvalidInput(
@@ -142,7 +161,7 @@ def check_part_type(part: Part) -> None:
     """Refuse parts that declare a non-image or an unsupported image type."""
     kind = part.content_type
     if kind and kind not in IMAGE_TYPES and kind != "application/octet-stream":
-        raise errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=kind[:100]))
+        raise errors.UnsupportedMediaType(errors.UNSUPPORTED_IMAGE_TYPE.format(content_type=kind[: errors.ECHO_CHARS]))
 
 
 def loads_json(body: bytes, example: str) -> dict[str, object]:
@@ -150,7 +169,7 @@ def loads_json(body: bytes, example: str) -> dict[str, object]:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         # orjson's messages can quote the input; keep only the kind of problem.
-        reason = str(exc).split(":", 1)[0][:120]
+        reason = str(exc).split(":", 1)[0][: errors.ECHO_CHARS]
         raise errors.InvalidInput(errors.INVALID_JSON.format(reason=reason, example=example)) from None
     if not isinstance(value, dict):
         raise errors.InvalidInput(errors.JSON_NOT_OBJECT.format(example=example))
@@ -162,7 +181,8 @@ def one_of(body: dict[str, object], fields: tuple[str, ...]) -> str:
     present = [f for f in fields if f in body]
     if len(present) != 1:
         # Field names are the client's: echo a bounded amount of them.
-        got = ", ".join(repr(k[:40]) for k in list(body)[:10]) or "no fields"
+        names = list(body)[: errors.ECHO_NAMES]
+        got = ", ".join(repr(k[: errors.ECHO_NAME_CHARS]) for k in names) or "no fields"
         raise errors.InvalidInput(errors.JSON_FIELDS.format(fields=" or ".join(map(repr, fields)), got=got))
     return present[0]
 

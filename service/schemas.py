@@ -21,7 +21,19 @@ class Prediction(BaseModel):
 
     digit: int = Field(ge=0, le=9, description="The most likely digit.")
     confidence: float = Field(ge=0, le=1, description="The probability of that digit.")
-    probabilities: list[float] = Field(min_length=10, max_length=10, description="Probability of 0…9.")
+    probabilities: list[float] = Field(
+        min_length=10, max_length=10, description="Probability of 0…9, given that the image shows a digit."
+    )
+    is_digit: bool = Field(
+        description="Whether the image shows a digit at all: digit_score >= the strictness (DIGITS_STRICTNESS, "
+        "by default the model's threshold). When false, `digit` is only the best guess."
+    )
+    digit_score: float = Field(
+        ge=0,
+        le=1,
+        description="The model's calibrated probability that the image shows a digit at all, rather than a letter, "
+        "a symbol, a scribble or noise. Models without a digit_score output (the baseline) always give 1.0.",
+    )
     input: list[list[float]] | None = Field(
         None,
         description="The 28x28 image the model saw (white ink on black, 0–1); only with include_input=true.",
@@ -39,6 +51,8 @@ class SinglePrediction(Prediction):
                     "digit": 7,
                     "confidence": 0.9996,
                     "probabilities": PROBABILITIES_EXAMPLE,
+                    "is_digit": True,
+                    "digit_score": 0.9987,
                     "model_version": "1.0.0",
                 }
             ]
@@ -55,7 +69,15 @@ class BatchPrediction(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "predictions": [{"digit": 7, "confidence": 0.9996, "probabilities": PROBABILITIES_EXAMPLE}],
+                    "predictions": [
+                        {
+                            "digit": 7,
+                            "confidence": 0.9996,
+                            "probabilities": PROBABILITIES_EXAMPLE,
+                            "is_digit": True,
+                            "digit_score": 0.9987,
+                        }
+                    ],
                     "model_version": "1.0.0",
                 }
             ]

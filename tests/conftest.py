@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# The apps and servers that tests start serve gRPC only where a test asks for it (on a free port):
+# the default, Triton's 8001, is one port per machine, and test runs go on side by side.
+os.environ.setdefault("DIGITS_GRPC_PORT", "0")
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

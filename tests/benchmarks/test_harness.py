@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from benchmarks.common import ROOT
-from benchmarks.run import check_out, parse_variant
+from benchmarks.targets import check_out, parse_variant
 
 
 def test_variant_with_settings_and_a_commit() -> None:

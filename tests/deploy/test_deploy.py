@@ -42,12 +42,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 import yaml
 
-from benchmarks.common import free_port
+from harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -272,7 +272,8 @@ def test_runtime_environment_and_port(stages: list[Stage], runtime: Stage) -> No
     assert env["DIGITS_HOST"] == "0.0.0.0"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
     assert env["PATH"].startswith("/opt/venv/bin:")
-    assert runtime.last("EXPOSE").args == env.get("DIGITS_PORT", "8000") == "8000"
+    # HTTP, then the KServe v2 gRPC API.
+    assert runtime.last("EXPOSE").args.split() == [env["DIGITS_PORT"], env["DIGITS_GRPC_PORT"]] == ["8000", "8001"]
     workdirs = [i.args for s in reversed(stage_chain(stages, "runtime")) for i in s.all("WORKDIR")]
     assert workdirs[-1] == "/app"
 
@@ -339,7 +340,7 @@ def dependency_closure(requirements: list[str]) -> set[str]:
             continue  # not installed here: it cannot be what provides an import here either
         for text in requires:
             requirement = Requirement(text)
-            wanted = [{**default_environment(), "extra": extra} for extra in (extras or {""})]
+            wanted: list[dict[str, Any]] = [{**default_environment(), "extra": extra} for extra in (extras or {""})]
             if requirement.marker is None or any(requirement.marker.evaluate(env) for env in wanted):
                 todo.append(requirement_name(text))
     return {key.split("[")[0] for key in seen}
@@ -472,7 +473,8 @@ def test_build_context_is_small() -> None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load(COMPOSE.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
 
 
 def interpolate_default(value: object) -> str:
@@ -515,6 +517,8 @@ def test_api_service(compose: dict, stages: list[Stage], healthcheck: list[str],
 
     env = {k: interpolate_default(v) for k, v in api["environment"].items()}
     assert env["DIGITS_HOST"] == "0.0.0.0" and env["DIGITS_PORT"] == "8000"
+    # gRPC for clients in the compose network (api:8001); lb proxies HTTP only.
+    assert env["DIGITS_GRPC_PORT"] == "8001" and [str(p) for p in api["expose"]] == ["8000", "8001"]
     unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_") :].lower() not in settings_fields}
     assert not unknown, f"not settings of the service: {unknown}"
     assert any("${" in str(v) for v in api["environment"].values())
@@ -556,7 +560,8 @@ def test_train_service(compose: dict, stages: list[Stage]) -> None:  # type: ign
 
 
 def load_manifest(name: str) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((K8S / name).read_text())
+    loaded: dict[str, Any] = yaml.safe_load((K8S / name).read_text())
+    return loaded
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -606,7 +611,10 @@ def test_deployment(runtime: Stage, settings_fields: set[str]) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert ports["http"] == int(env["DIGITS_PORT"]) == int(runtime.last("EXPOSE").args)
+    exposed = [int(p) for p in runtime.last("EXPOSE").args.split()]
+    assert ports["http"] == int(env["DIGITS_PORT"]) == exposed[0]
+    assert ports["grpc"] == int(env["DIGITS_GRPC_PORT"]) == exposed[1]
+    # Readiness (and every probe) stays on HTTP.
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in ("http", ports["http"])
     assert env["DIGITS_HOST"] == "0.0.0.0"
@@ -625,6 +633,9 @@ def test_service_and_hpa_point_at_the_deployment() -> None:
     service = load_manifest("service.yaml")
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+    grpc_port = {p["name"]: p for p in service["spec"]["ports"]}["grpc"]
+    assert grpc_port["targetPort"] == "grpc" and grpc_port["port"] == 8001
+    assert grpc_port["appProtocol"] == "kubernetes.io/h2c"  # plain-text HTTP/2, as gRPC without TLS is
     hpa = load_manifest("hpa.yaml")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -636,6 +647,119 @@ def test_service_and_hpa_point_at_the_deployment() -> None:
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     pdb = load_manifest("pdb.yaml")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+# --- KServe ----------------------------------------------------------------------------------------
+
+KSERVE = ROOT / "deploy" / "kserve"
+#: Each KServe manifest and the schema it is checked against (deploy/kserve/schemas, written from
+#: KServe's API types: the CRDs themselves are too large to vendor).
+KSERVE_MANIFESTS = {
+    "inferenceservice.yaml": "inferenceservice-v1beta1.json",
+    "servingruntime.yaml": "servingruntime-v1alpha1.json",
+}
+#: The fields of a Kubernetes container, which a KServe model spec carries inline.
+CONTAINER_FIELDS = {
+    "name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources", "resizePolicy",
+    "restartPolicy", "volumeMounts", "volumeDevices", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
+    "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin",
+    "stdinOnce", "tty",
+}  # fmt: skip
+
+
+def load_kserve(name: str) -> dict:  # type: ignore[type-arg]
+    manifest: dict = yaml.safe_load((KSERVE / name).read_text())  # type: ignore[type-arg]
+    return manifest
+
+
+def kserve_pod() -> dict:  # type: ignore[type-arg]
+    """The predictor pod as KServe builds it: the runtime's container under the model spec's container fields."""
+    runtime, isvc = load_kserve("servingruntime.yaml")["spec"], load_kserve("inferenceservice.yaml")["spec"]
+    predictor = isvc["predictor"]
+    (container,) = runtime["containers"]
+    container = {**container, **{k: v for k, v in predictor["model"].items() if k in CONTAINER_FIELDS}}
+    spec = {"containers": [container], "volumes": runtime.get("volumes", [])}
+    spec["terminationGracePeriodSeconds"] = predictor["terminationGracePeriodSeconds"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mnist-digits-predictor"}, "spec": spec}
+
+
+def test_kserve_manifests_are_listed() -> None:
+    assert sorted(p.name for p in KSERVE.glob("*.yaml")) == sorted(KSERVE_MANIFESTS)
+
+
+@pytest.mark.parametrize("manifest", sorted(KSERVE_MANIFESTS))
+def test_kserve_manifest_matches_its_schema(manifest: str) -> None:
+    checker = require_tool("check-jsonschema")
+    schema = KSERVE / "schemas" / KSERVE_MANIFESTS[manifest]
+    result = run([checker, "--schemafile", str(schema), str(KSERVE / manifest)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("manifest", "old", "new"),
+    [
+        ("inferenceservice.yaml", "protocolVersion: v2", "protocolversion: v2"),
+        ("inferenceservice.yaml", "protocolVersion: v2", "protocolVersion: v3"),
+        ("inferenceservice.yaml", "scaleMetric: cpu", "scaleMetrics: cpu"),
+        ("servingruntime.yaml", "    - grpc-v2", "    - grpc"),
+        ("servingruntime.yaml", "supportedModelFormats:", "supportedModelFormat:"),
+    ],
+)
+def test_kserve_schema_check_is_not_vacuous(tmp_path: Path, manifest: str, old: str, new: str) -> None:
+    checker = require_tool("check-jsonschema")
+    text = (KSERVE / manifest).read_text()
+    assert text.count(old) == 1, old
+    bad = tmp_path / manifest
+    bad.write_text(text.replace(old, new))
+    schema = KSERVE / "schemas" / KSERVE_MANIFESTS[manifest]
+    result = run([checker, "--schemafile", str(schema), str(bad)])
+    assert result.returncode == 1, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kserve_predictor_pod_is_valid_kubernetes(tmp_path: Path, version: str) -> None:
+    """The container, probes and volumes of the runtime and the model spec, by Kubernetes' own schema."""
+    validator = require_tool("kubernetes-validate")
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(yaml.safe_dump(kserve_pod()))
+    result = run([validator, "--strict", "--kubernetes-version", version, str(pod)])
+    assert result.returncode == 0 and "passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_kserve_predictor_speaks_v2_on_both_ports(runtime: Stage, settings_fields: set[str]) -> None:
+    isvc, serving_runtime = load_kserve("inferenceservice.yaml"), load_kserve("servingruntime.yaml")
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["protocolVersion"] == "v2" and model["runtime"] == serving_runtime["metadata"]["name"]
+    formats = [f["name"] for f in serving_runtime["spec"]["supportedModelFormats"]]
+    assert model["modelFormat"]["name"] in formats
+    assert {"v2", "grpc-v2"} <= set(serving_runtime["spec"]["protocolVersions"])
+    # Two ports need RawDeployment: Knative allows one per container.
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+
+    (container,) = kserve_pod()["spec"]["containers"]
+    assert container["name"] == "kserve-container"
+    deployment = load_manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == deployment["image"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    unknown = {k for k in env if k.startswith("DIGITS_") and k[len("DIGITS_") :].lower() not in settings_fields}
+    assert not unknown, f"not settings of the service: {unknown}"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http1": int(env["DIGITS_PORT"]), "h2c": int(env["DIGITS_GRPC_PORT"])}
+    assert env["DIGITS_HOST"] == "0.0.0.0"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == ports["http1"], f"{probe} must probe HTTP"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
+    uid, _, gid = runtime.last("USER").args.partition(":")
+    security = container["securityContext"]
+    assert security["runAsUser"] == int(uid) and security["runAsGroup"] == int(gid)
+    assert security["readOnlyRootFilesystem"] is True and security["capabilities"]["drop"] == ["ALL"]
+    grace = predictor["terminationGracePeriodSeconds"]
+    assert grace > float(env["DIGITS_SHUTDOWN_DRAIN_S"]) + float(env["DIGITS_SHUTDOWN_TIMEOUT_S"])
+    assert predictor["minReplicas"] <= predictor["maxReplicas"]
 
 
 # --- The image's runtime, reproduced on the host ---------------------------------------------------
@@ -662,7 +786,9 @@ def container_env(stages: list[Stage], venv_bin: Path, port: int, **overrides: s
     env = image_env(stages, "runtime")
     env["PATH"] = env["PATH"].replace("/opt/venv/bin", str(venv_bin)).replace("$PATH", os.environ["PATH"])
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITS_", "PYTHON", "VIRTUAL_ENV"))}
-    return {**keep, **env, "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(port), **overrides}
+    # gRPC on a free port too: the image's 8001 is one per machine, and tests run side by side.
+    grpc = {"DIGITS_GRPC_PORT": str(free_port())}
+    return {**keep, **env, "DIGITS_HOST": "127.0.0.1", "DIGITS_PORT": str(port), **grpc, **overrides}
 
 
 def probe(healthcheck: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -778,6 +904,12 @@ def test_image_cmd_and_healthcheck_in_the_image_layout(serve, healthcheck: list[
 
     pids = process_tree(process.pid)
     assert len(pids) >= 3, "expected the supervisor and two workers (DIGITS_WORKERS defaults to 2)"
+
+    # The image serves the KServe v2 gRPC API on DIGITS_GRPC_PORT too.
+    import tritonclient.grpc
+
+    with tritonclient.grpc.InferenceServerClient(f"127.0.0.1:{env['DIGITS_GRPC_PORT']}") as client:
+        assert client.is_server_ready() and client.get_model_repository_index().models
     for pid in pids:
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "tensorflow" not in maps.lower(), f"process {pid} has TensorFlow loaded"

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -128,6 +129,32 @@ def test_include_input_is_read_as_fastapi_reads_a_bool_query(client, mnist_sampl
             assert response.status_code == expected.status_code == 422, (path, response.text)
             message = expected.json()["detail"][0]["msg"]
             assert response.json()["detail"] == f"invalid request: include_input: {message}"
+
+
+@pytest.mark.parametrize(("path", "work"), [("/predict", "single_work"), ("/predict/batch", "batch_work")])
+def test_http_exception_in_a_prediction_handler_renders_as_on_any_route(  # type: ignore[no-untyped-def]
+    client, mnist_sample, monkeypatch, path: str, work: str
+) -> None:
+    """An HTTPException raised while handling a prediction is answered as on every other route, not as a 500."""
+    from starlette.exceptions import HTTPException
+
+    from service import operations, routes
+
+    def refuse(*args: object) -> None:
+        raise HTTPException(status_code=409, detail="refused by the test", headers={"X-Test": "yes"})
+
+    monkeypatch.setattr(routes, work, refuse)
+    monkeypatch.setattr(operations, "model_info", refuse)
+    images, _ = mnist_sample
+    field = "file" if path == "/predict" else "files"
+    predicted = client.post(path, files={field: ("d.png", encode(images[0]), "image/png")})
+    elsewhere = client.get("/model")
+    for response in (predicted, elsewhere):
+        assert response.status_code == 409, response.text
+        assert response.json() == {"detail": "refused by the test"}
+        assert response.headers["x-test"] == "yes"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-request-id"]
 
 
 def test_include_input_returns_the_preprocessed_image(client, mnist_sample) -> None:  # type: ignore[no-untyped-def]
@@ -274,7 +301,7 @@ def test_body_over_the_limit_is_refused_before_it_is_read(client, app_settings) 
     declared = {"content-type": "image/png", "content-length": str(limit + 1)}
     assert_error(client.post("/predict", content=b"\0" * 10, headers=declared), 413, "over the limit")
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(limit // 65536 + 2):
             yield b"\0" * 65536
 

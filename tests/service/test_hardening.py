@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.common import HOST
 from service import errors
 from service.config import Settings
 from tests.conftest import encode
-from tests.service.live_server import HOST, LiveServer
+from tests.service.live_server import LiveServer
 
 with np.load(Path(__file__).parent.parent / "data" / "mnist_sample.npz") as _sample:
     IMAGES, LABELS = _sample["images"], _sample["labels"]
@@ -166,8 +167,8 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch: pytes
             compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", spy)
-    app = app_module.create_app(Settings(workers=1, api_keys=",".join(KEYS)))  # type: ignore[arg-type]
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    app = app_module.create_app(Settings(workers=1, api_keys=KEYS))
     with TestClient(app) as test_client:
         for given in (KEYS[0], KEYS[1], "wrong"):
             compared.clear()
@@ -280,6 +281,45 @@ def test_slow_work_times_out_and_the_service_carries_on(monkeypatch: pytest.Monk
             "/v2/models/mnist-improved/infer", content=b"{" * 10, headers={"content-type": "application/json"}
         )
         assert v2.status_code in (400, 404)
+
+
+def rejected_count(client: Any, status: int) -> float:
+    """``digits_inputs_rejected_total`` for one status, read from GET /metrics."""
+    prefix = f'digits_inputs_rejected_total{{status="{status}"}} '
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_a_timeout_is_answered_alike_on_both_apis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 504 carries Retry-After and is not counted as a refused input, on /predict as on /v2."""
+    from fastapi.testclient import TestClient
+
+    from service import preprocess
+    from service.app import create_app
+
+    real = preprocess.image_to_input
+
+    def slow(data: bytes, max_pixels: int) -> Any:
+        if data.endswith(b"SLOW"):
+            time.sleep(0.8)
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(preprocess, "image_to_input", slow)
+    slow_png = png() + b"SLOW"
+    with TestClient(create_app(Settings(workers=1, request_timeout_s=0.3))) as test_client:
+        name = test_client.get("/model").json()["name"]
+        before = rejected_count(test_client, 504)
+        single = test_client.post("/predict", content=slow_png, headers=PNG)
+        data = [base64.b64encode(slow_png).decode()]
+        tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": data}
+        v2 = test_client.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
+        message = errors.REQUEST_TIMEOUT.format(seconds=0.3)
+        for response, key in ((single, "detail"), (v2, "error")):
+            assert response.status_code == 504, response.text
+            assert response.json() == {key: message}
+            assert response.headers["retry-after"] == "1"
+        assert rejected_count(test_client, 504) == before
+        time.sleep(1)  # the abandoned work finishes in the background
 
 
 # --- No internals in responses --------------------------------------------------------------------

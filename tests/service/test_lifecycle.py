@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.common import HOST, free_port
 from service import errors
 from service.config import DEFAULT_MODEL, Settings
 from tests.conftest import ROOT, encode
-from tests.service.live_server import HOST, LiveServer, free_port, is_listening, request, status_of
+from tests.service.live_server import LiveServer, is_listening, request, status_of
 
 with np.load(Path(__file__).parent.parent / "data" / "mnist_sample.npz") as _sample:
     IMAGES, LABELS = _sample["images"], _sample["labels"]
@@ -54,8 +55,21 @@ def copy_model(directory: Path, name: str = "model") -> Path:
 
 
 def write_metadata(model: Path, **changes: Any) -> None:
-    metadata = {"name": "fault", "version": "0.0.1", "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    """Metadata that follows models/metadata.schema.json (the served model's, renamed), for ``model``."""
+    metadata = json.loads(model_path().with_suffix(".json").read_text())
+    metadata.pop("open_set", None)  # the fault models have no digit_score output
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    metadata.update(name="fault", version="0.0.1", file=model.name, sha256=digest)
     model.with_suffix(".json").write_text(json.dumps({**metadata, **changes}))
+
+
+def off_schema_metadata(directory: Path) -> Path:
+    """Valid JSON that does not follow the metadata contract (no metrics)."""
+    model = copy_model(directory, "offschema")
+    metadata = json.loads(model.with_suffix(".json").read_text())
+    del metadata["metrics"]
+    model.with_suffix(".json").write_text(json.dumps(metadata))
+    return model
 
 
 # --- Start-up faults ------------------------------------------------------------------------------
@@ -123,6 +137,7 @@ STARTUP_FAULTS = [
     ("missing-model", missing_model, "model file not found"),
     ("missing-metadata", missing_metadata, "model metadata not found"),
     ("invalid-metadata", invalid_metadata, "is not valid JSON"),
+    ("off-schema-metadata", off_schema_metadata, "does not follow metadata.schema.json: at the top level: 'metrics'"),
     ("corrupt-model", corrupt_model, "is not a loadable ONNX model"),
     ("truncated-model", truncated_model, "is not a loadable ONNX model"),
     ("sha256-mismatch", tampered_model, "sha256 mismatch"),

@@ -1,4 +1,4 @@
-"""Tests of service.preprocess: decoding, every preprocessing step, every error, and JSON pixels.
+"""Tests of service.preprocess's image pipeline: every step of to_mnist, the shortcut, every error.
 
 The images are real files made with PIL here, plus the committed real-world samples in
 tests/data/realworld (made by benchmarks/realworld.py --save-samples), which the shipped model
@@ -9,245 +9,35 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-from PIL import Image, ImageDraw, ImageFile
+from PIL import Image
 
-from service import preprocess
-from service.errors import (
-    EMPTY_IMAGE,
-    NO_DIGIT,
-    PIXELS_NOT_FINITE,
-    PIXELS_TYPE,
-    InvalidInput,
-    PayloadTooLarge,
-    ServiceError,
-    UnsupportedMediaType,
+from service.errors import NO_DIGIT, InvalidInput, ServiceError
+from service.preprocess import decode_image, image_to_input, to_mnist
+from service.preprocess.frame import stroke_width
+from service.preprocess.pipeline import mnist_like
+from tests.service.imaging import (
+    MAX_PIXELS,
+    ROOT,
+    SAMPLES,
+    assert_mnist_form,
+    centre_of_mass,
+    encode,
+    glyph_image,
+    glyph_mask,
+    ink_box,
+    shifted_distance,
 )
-from service.preprocess import decode_image, image_to_input, pixels_to_input, to_mnist
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "tests" / "data" / "realworld"
-MAX_PIXELS = 24_000_000
-
-#: A "4" as a polyline in unit coordinates (x, y), about 0.75 wide for 1 tall.
-GLYPH = [(0.55, 1.0), (0.55, 0.0), (0.0, 0.68), (0.75, 0.68)]
-
-
-def glyph_mask(height: int, stroke: float = 0.1) -> Image.Image:
-    """An anti-aliased 'L' mask (255 = ink) of the glyph, ``height`` px tall, drawn 4x and reduced."""
-    big = 4 * height
-    pen = max(1, round(stroke * big))
-    pad = pen // 2 + 1
-    size = (round(0.75 * big) + 2 * pad, big + 2 * pad)
-    canvas = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(canvas)
-    points = [(pad + x * (big - 1), pad + y * (big - 1)) for x, y in GLYPH]
-    draw.line(points, fill=255, width=pen, joint="curve")
-    for x, y in (points[0], points[-1]):
-        draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=255)
-    canvas = canvas.crop(canvas.getbbox())
-    return canvas.resize((max(1, canvas.width // 4), max(1, canvas.height // 4)), Image.Resampling.BOX)
-
-
-def glyph_image(
-    height: int = 120,
-    frame: tuple[int, int] = (200, 200),
-    at: tuple[int, int] | None = None,
-    ink: int | tuple[int, ...] = 20,
-    paper: int | tuple[int, ...] = 240,
-    mode: str = "L",
-    stroke: float = 0.1,
-) -> Image.Image:
-    """The glyph painted in ``ink`` on ``paper`` in a (width, height) frame, at (left, top) or centred."""
-    mask = glyph_mask(height, stroke)
-    image = Image.new(mode, frame, paper)
-    left, top = at if at is not None else ((frame[0] - mask.width) // 2, (frame[1] - mask.height) // 2)
-    image.paste(Image.new(mode, mask.size, ink), (left, top), mask)
-    return image
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def shifted_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference, allowing a one-pixel shift (MNIST centres to whole pixels)."""
-    best = np.inf
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            best = min(best, float(np.abs(np.roll(a, (dy, dx), axis=(0, 1)) - b).mean()))
-    return best
-
-
-def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
-    index = np.arange(x.shape[0])
-    return float(x.sum(1) @ index / x.sum()), float(x.sum(0) @ index / x.sum())
-
-
-def ink_box(x: np.ndarray, level: float = 0.0) -> tuple[int, int]:
-    rows = np.flatnonzero((x > level).any(1))
-    cols = np.flatnonzero((x > level).any(0))
-    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
     return to_mnist(glyph_image())
-
-
-def assert_mnist_form(x: np.ndarray) -> None:
-    assert x.shape == (28, 28)
-    assert x.dtype == np.float32
-    assert np.isfinite(x).all()
-    assert x.min() >= 0.0
-    assert x.max() <= 1.0
-
-
-# --- decode_image ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("fmt", "mode", "options"),
-    [
-        ("PNG", "L", {}),
-        ("JPEG", "RGB", {"quality": 90}),
-        ("WEBP", "RGB", {"lossless": True}),
-        ("BMP", "RGB", {}),
-        ("GIF", "L", {}),
-        ("TIFF", "L", {"compression": "tiff_deflate"}),
-    ],
-)
-def test_decodes_every_supported_format(fmt: str, mode: str, options: dict[str, object]) -> None:
-    image = decode_image(encode(glyph_image(mode=mode), fmt, **options), MAX_PIXELS)
-    assert image.size == (200, 200)
-    assert image.format == fmt
-
-
-def test_empty_bytes_are_invalid() -> None:
-    with pytest.raises(InvalidInput) as info:
-        decode_image(b"", MAX_PIXELS)
-    assert info.value.detail == EMPTY_IMAGE
-    assert info.value.status_code == 422
-
-
-@pytest.mark.parametrize("data", [b"hello, world", b"\x00" * 100, bytes(range(256)), b'{"pixels": []}'])
-def test_garbage_is_undecodable(data: bytes) -> None:
-    with pytest.raises(InvalidInput, match="could not be decoded") as info:
-        decode_image(data, MAX_PIXELS)
-    assert info.value.status_code == 422
-
-
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
-@pytest.mark.parametrize("keep", [0.5, 0.9])
-def test_truncated_files_are_undecodable_not_server_errors(fmt: str, keep: float) -> None:
-    noisy = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8))
-    data = encode(noisy.convert("RGB") if fmt == "WEBP" else noisy, fmt)
-    with pytest.raises(InvalidInput, match="could not be decoded") as info:
-        decode_image(data[: int(len(data) * keep)], MAX_PIXELS)
-    detail = info.value.detail
-    assert "BytesIO" not in detail and "/" not in detail.split("(")[1].split(")")[0]
-
-
-def test_truncated_files_stay_refused_even_if_pil_was_told_to_pad_them() -> None:
-    data = encode(glyph_image(), "PNG")
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
-    try:
-        with pytest.raises(InvalidInput, match="truncated"):
-            decode_image(data[: len(data) // 2], MAX_PIXELS)
-        assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-def test_corrupt_compressed_data_is_undecodable() -> None:
-    data = bytearray(encode(glyph_image(), "PNG"))
-    start = data.index(b"IDAT") + 4
-    data[start + 10 : start + 60] = bytes(50)
-    with pytest.raises(InvalidInput, match="could not be decoded"):
-        decode_image(bytes(data), MAX_PIXELS)
-
-
-def test_header_only_png_is_undecodable() -> None:
-    with pytest.raises(InvalidInput, match="PNG"):
-        decode_image(encode(glyph_image(), "PNG")[:20], MAX_PIXELS)
-
-
-def test_image_over_the_pixel_limit_is_refused_before_decoding() -> None:
-    data = encode(Image.new("L", (300, 200), 255), "PNG")
-    with pytest.raises(PayloadTooLarge) as info:
-        decode_image(data, 300 * 200 - 1)
-    assert info.value.status_code == 413
-    assert "300x200 = 60,000 pixels" in info.value.detail
-    assert decode_image(data, 300 * 200).size == (300, 200)
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A small PNG declaring a huge size, its pixel data a compressed run of zeros: a decompression bomb."""
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    data = png_chunk(b"IDAT", zlib.compress(bytes(100_000), 9))
-    return b"\x89PNG\r\n\x1a\n" + header + data + png_chunk(b"IEND", b"")
-
-
-def test_decompression_bombs_are_too_large() -> None:
-    with pytest.raises(PayloadTooLarge) as info:
-        decode_image(png_bomb(50_000, 50_000), MAX_PIXELS)
-    assert info.value.status_code == 413
-    # Beyond PIL's own bomb limit the header is refused even when our limit would allow it.
-    with pytest.raises(PayloadTooLarge):
-        decode_image(png_bomb(100_000, 100_000), 10**12)
-
-
-@pytest.mark.parametrize(
-    ("data", "media_type"),
-    [
-        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "image/svg+xml"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "image/svg+xml"),
-        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "application/pdf"),
-        (b"8BPS\x00\x01" + bytes(40), "image/vnd.adobe.photoshop"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "image/heic"),
-        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "image/avif"),
-        (b"<!DOCTYPE html><html><body></body></html>", "text/html"),
-    ],
-)
-def test_other_known_formats_are_unsupported_media(data: bytes, media_type: str) -> None:
-    with pytest.raises(UnsupportedMediaType) as info:
-        decode_image(data, MAX_PIXELS)
-    assert info.value.status_code == 415
-    assert repr(media_type) in info.value.detail
-
-
-@pytest.mark.parametrize(("fmt", "media_type"), [("ICO", "image/x-icon"), ("PPM", "image/x-portable-anymap")])
-def test_formats_pil_could_decode_are_never_decoded(fmt: str, media_type: str) -> None:
-    data = encode(glyph_image(frame=(64, 64), height=40, mode="RGB"), fmt)
-    assert Image.open(io.BytesIO(data)).format  # PIL itself would read it
-    with pytest.raises(UnsupportedMediaType, match=media_type):
-        decode_image(data, MAX_PIXELS)
-
-
-@pytest.mark.parametrize("fmt", ["PCX", "SGI", "IM"])
-def test_unrecognisable_pil_formats_are_undecodable(fmt: str) -> None:
-    with pytest.raises(InvalidInput, match="could not be decoded"):
-        decode_image(encode(glyph_image(frame=(64, 64), height=40, mode="RGB"), fmt), MAX_PIXELS)
-
-
-def test_big_jpegs_are_decoded_at_reduced_size() -> None:
-    photo = glyph_image(height=1500, frame=(2400, 1800), mode="RGB")
-    image = decode_image(encode(photo, "JPEG", quality=80), MAX_PIXELS)
-    assert 256 <= max(image.size) < 2400
 
 
 # --- to_mnist: each step --------------------------------------------------------------------------
@@ -448,7 +238,7 @@ def test_specks_far_from_the_digit_are_ignored(reference: np.ndarray) -> None:
 @pytest.mark.parametrize("stroke", [0.02, 0.04, 0.25])
 def test_stroke_width_is_brought_into_mnists_range(stroke: float) -> None:
     out = to_mnist(glyph_image(height=160, stroke=stroke))
-    width = preprocess._stroke_width(out > 0.5)
+    width = stroke_width(out > 0.5)
     assert 1.2 <= width <= 3.2
     assert np.quantile(out[out > 0.5], 0.5) > 0.85
 
@@ -486,14 +276,16 @@ def test_a_committed_mnist_png_takes_the_shortcut() -> None:
     if not names:
         pytest.skip("no MNIST-form sample committed")
     image = Image.open(SAMPLES / names[0]).convert("L")
-    assert np.array_equal(preprocess._mnist_like(image), np.asarray(image, dtype=np.float32) / 255)
+    shortcut = mnist_like(image)
+    assert shortcut is not None
+    assert np.array_equal(shortcut, np.asarray(image, dtype=np.float32) / 255)
 
 
 def test_shortcut_still_recentres() -> None:
     digit = to_mnist(glyph_image())
     moved = np.roll(digit, (-3, 3), axis=(0, 1))
     image = Image.fromarray(np.rint(moved * 255).astype(np.uint8))
-    assert preprocess._mnist_like(image) is not None
+    assert mnist_like(image) is not None
     out = to_mnist(image)
     row, col = centre_of_mass(out)
     assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5
@@ -662,151 +454,3 @@ def test_output_is_invariant_to_size_and_position(
     out = to_mnist(glyph_image(height=height, frame=(frame_w, frame_h), at=at))
     tolerance = 0.06 if height < 40 else 0.04  # a tiny source has less detail to give
     assert shifted_distance(out, reference) < tolerance
-
-
-# --- pixels_to_input ------------------------------------------------------------------------------
-
-
-def grid(value: float = 0) -> list[list[float]]:
-    return [[value] * 28 for _ in range(28)]
-
-
-def test_pixels_single_image() -> None:
-    pixels = grid(0)
-    pixels[3][4] = 255
-    pixels[5][6] = 127.5
-    out = pixels_to_input(pixels, batch=False)
-    assert out.shape == (1, 28, 28) and out.dtype == np.float32
-    assert out[0, 3, 4] == 1.0 and out[0, 5, 6] == pytest.approx(0.5)
-    assert out.sum() == pytest.approx(1.5)
-
-
-def test_pixels_batch() -> None:
-    out = pixels_to_input([grid(0), grid(255), grid(51)], batch=True)
-    assert out.shape == (3, 28, 28) and out.dtype == np.float32
-    assert out[0].max() == 0 and out[1].min() == 1 and out[2].mean() == pytest.approx(0.2)
-
-
-def test_pixels_are_used_as_given() -> None:
-    pixels = grid(0)
-    pixels[0][0] = 200  # off-centre, a corner: no recentring, no scaling, no polarity change
-    out = pixels_to_input(pixels, batch=False)
-    assert out[0, 0, 0] == pytest.approx(200 / 255) and out.sum() == pytest.approx(200 / 255)
-
-
-def deep(depth: int) -> list[object]:
-    value: list[object] = [0]
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-@pytest.mark.parametrize(
-    ("value", "batch"),
-    [
-        (grid()[:27], False),
-        ([row[:27] for row in grid()], False),
-        ([grid()], False),
-        (grid(), True),
-        ([], False),
-        ([], True),
-        ([[]], True),
-        (5, False),
-        (grid()[:-1] + [[0] * 29], False),
-        ([grid(), grid()[:27]], True),
-        (deep(40), False),
-        (deep(100_000), False),
-        (deep(100_000), True),
-    ],
-    ids=[
-        "27-rows",
-        "27-cols",
-        "3d-single",
-        "2d-batch",
-        "empty",
-        "empty-batch",
-        "batch-of-empty",
-        "scalar",
-        "ragged",
-        "ragged-batch",
-        "deep-40",
-        "deep-100000",
-        "deep-100000-batch",
-    ],
-)
-def test_pixels_shape_errors(value: object, batch: bool) -> None:
-    with pytest.raises(InvalidInput, match="'pixels' must be") as info:
-        pixels_to_input(value, batch=batch)
-    assert info.value.status_code == 422
-    assert "28 x 28" in info.value.detail
-
-
-@pytest.mark.parametrize("bad", ["1", True, False, None, {"a": 1}, [1, 2], "abc", b"x", 1 + 2j], ids=repr)
-def test_pixels_type_errors(bad: object) -> None:
-    pixels: list[list[object]] = [list(row) for row in grid()]
-    pixels[7][9] = bad
-    with pytest.raises(InvalidInput) as info:
-        pixels_to_input(pixels, batch=False)
-    if isinstance(bad, list):
-        assert "'pixels' must be" in info.value.detail  # a list in a number's place: a shape error
-    else:
-        assert info.value.detail == PIXELS_TYPE
-
-
-def test_pixels_all_booleans_are_refused() -> None:
-    with pytest.raises(InvalidInput) as info:
-        pixels_to_input([[True] * 28 for _ in range(28)], batch=False)
-    assert info.value.detail == PIXELS_TYPE
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
-def test_pixels_not_finite(bad: float) -> None:
-    pixels = grid()
-    pixels[0][0] = bad
-    with pytest.raises(InvalidInput) as info:
-        pixels_to_input([pixels], batch=True)
-    assert info.value.detail == PIXELS_NOT_FINITE
-
-
-@pytest.mark.parametrize(
-    ("bad", "shown"), [(-1, "-1"), (256, "256"), (255.5, "255.5"), (10**30, "1e+30"), (-(10**400), "-inf")]
-)
-def test_pixels_out_of_range(bad: float, shown: str) -> None:
-    pixels: list[list[float]] = grid()
-    pixels[27][27] = bad
-    with pytest.raises(InvalidInput, match="from 0 to 255") as info:
-        pixels_to_input(pixels, batch=False)
-    assert shown in info.value.detail
-
-
-@given(
-    arrays(np.float64, (28, 28), elements=st.floats(0, 255)),
-    arrays(np.bool_, (28, 28)),
-)
-@settings(max_examples=30, deadline=None)
-def test_any_valid_pixels_are_scaled(values: np.ndarray, as_int: np.ndarray) -> None:
-    # JSON numbers arrive as Python ints and floats, mixed freely.
-    pixels = [
-        [int(v) if integer else float(v) for v, integer in zip(row, flags, strict=True)]
-        for row, flags in zip(values, as_int, strict=True)
-    ]
-    out = pixels_to_input(pixels, batch=False)
-    assert out.shape == (1, 28, 28)
-    np.testing.assert_allclose(out[0], np.asarray(pixels, dtype=np.float64) / 255, rtol=1e-6, atol=1e-7)
-
-
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-        lambda children: st.lists(children, max_size=30),
-        max_leaves=60,
-    )
-)
-@settings(max_examples=100, deadline=None)
-def test_any_json_value_is_accepted_or_refused_cleanly(value: object) -> None:
-    for batch in (False, True):
-        try:
-            out = pixels_to_input(value, batch=batch)
-        except InvalidInput:
-            continue
-        assert out.dtype == np.float32 and out.shape[1:] == (28, 28)

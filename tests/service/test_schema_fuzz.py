@@ -56,9 +56,9 @@ schema = load_schema(Settings(workers=1))
 secured = load_schema(
     Settings(
         workers=1,
-        api_keys=f"{API_KEY},second-key",  # type: ignore[arg-type]
+        api_keys=f"{API_KEY},second-key",
         max_concurrent_per_client=4,
-        cors_origins="https://digits.example",  # type: ignore[arg-type]
+        cors_origins="https://digits.example",
     )
 )
 
@@ -78,14 +78,14 @@ def stop_apps() -> Iterator[None]:
     shutdown_lifespans()
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis is not typed
 @FUZZ
 def test_every_operation_conforms_to_its_schema(case: Any) -> None:
     response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
     assert response.status_code < 500 or response.status_code in (503, 504), response.text
 
 
-@secured.parametrize()
+@secured.parametrize()  # type: ignore[untyped-decorator]  # schemathesis is not typed
 @FUZZ
 def test_every_operation_conforms_with_security_on(case: Any) -> None:
     """With keys configured, a request without one gets a documented 401; with one, the usual answers."""

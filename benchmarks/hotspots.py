@@ -1,6 +1,6 @@
 """Profile the service's hot path under hey load with py-spy, and summarise where the CPU goes.
 
-    python benchmarks/profile.py [--duration 15 --concurrency 32 --top 15 --svg --out docs/benchmarks.md]
+    python benchmarks/hotspots.py [--duration 15 --concurrency 32 --top 15 --svg --out docs/benchmarks.md]
 
 Starts the server exactly as ``benchmarks/run.py`` does (``python -m service`` on a free loopback
 port, or the obvious/floor reference with ``--server``), puts it under the same ``POST /predict``
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
-    # Run as a script: import from the repository root, and not from benchmarks/, whose profile.py
-    # would shadow the standard library's profile module.
+    # `python benchmarks/hotspots.py`: import this checkout's packages (service, harness, benchmarks) as
+    # `python -m benchmarks.hotspots` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (
@@ -49,7 +49,7 @@ from benchmarks.common import (
     terminate,
     update_section,
 )
-from benchmarks.run import Target, parse_env
+from benchmarks.targets import Target, parse_env
 
 #: Where a frame's file lives -> what part of the stack it is. First match wins.
 AREAS: list[tuple[str, str]] = [
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_hey()
     spy = py_spy()
     install_cleanup()
-    command = shlex.join(["python", "benchmarks/profile.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "benchmarks/hotspots.py", *(sys.argv[1:] if argv is None else argv)])
     started, load_before = dt.datetime.now(dt.UTC), load_average()
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)

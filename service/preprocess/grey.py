@@ -1,0 +1,191 @@
+"""Grey, alpha and colour: any decoded image to one 8-bit grey channel, shrunk to the working size.
+
+Alpha is flattened on a background that contrasts with the ink; when luminance shows little,
+the colour axis with the most contrast is used instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from service.errors import UNDECODABLE_IMAGE, InvalidInput
+from service.preprocess.form import WORK_PIXELS, ByteArray, FloatArray
+
+#: Rec. 601 luma weights, as PIL's own RGB -> L conversion uses.
+LUMA: Final = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+#: Bilevel images at least this large a side are box-blurred once: they are often dithered, and
+#: local averaging turns dot density back into grey. Smaller ones are icons drawn pixel by pixel.
+DITHER_MIN_SIDE: Final = 64
+#: The shrink factor is rounded up from this far below the next integer: an image just over an
+#: integer multiple of WORK_PIXELS' side still gets reduced by that multiple.
+SHRINK_SLACK: Final = 0.25
+#: The colour and background choices are made on a nearest-neighbour sample at most this many
+#: pixels a side: enough to see the ink and the paper, cheap on any image.
+SAMPLE_SIDE: Final = 64
+#: The colour axis is estimated on about this many pixels (a strided sample).
+AXIS_SAMPLE_PIXELS: Final = 4096
+#: Channel differences (8-bit levels) below which the picture is grey and luminance says it all.
+GREY_SPREAD: Final = 8
+#: A colour axis must carry this many times luminance's variance to replace it: only a clear win
+#: (red ink on green card of the same luminance) is worth departing from what people see.
+AXIS_GAIN: Final = 2.0
+#: Alpha above this counts as drawn (opaque), below as background.
+OPAQUE: Final = 0.5
+#: When opaque pixels cover more than this share, the picture carries its own background.
+MOSTLY_OPAQUE: Final = 0.5
+#: Drawn pixels darker than this (0-1) are dark ink, to be put on a light background.
+MID_GREY: Final = 0.5
+
+
+def plain_mode(image: Image.Image) -> Image.Image:
+    """Convert to one of L, LA, RGB, RGBA, I, F: the modes the rest of the pipeline handles."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        return image
+    if mode == "La":
+        return image.convert("LA")
+    if mode in ("RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA")
+    if mode == "1":
+        grey = image.convert("L")
+        return grey.filter(ImageFilter.BoxBlur(1)) if min(grey.size) >= DITHER_MIN_SIDE else grey
+    if mode.startswith("I;16") or mode == "I;32":
+        return image.convert("I")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError):
+        raise InvalidInput(UNDECODABLE_IMAGE.format(reason=f"unsupported pixel mode {mode}")) from None
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    """Box-average big images down to about WORK_PIXELS, in C, before numpy sees them."""
+    factor = math.ceil(math.sqrt(image.size[0] * image.size[1] / WORK_PIXELS) - SHRINK_SLACK)
+    # PIL averages LA and RGBA premultiplied, so transparent pixels cannot bleed their hidden colour.
+    return image.reduce(factor) if factor >= 2 else image
+
+
+def grey(image: Image.Image) -> Image.Image:
+    """One 8-bit grey channel (mode L, shrunk) with alpha flattened; the ink may be dark or light.
+
+    The choices (which colour axis, which background) are made on a sparse sample; the
+    per-pixel work is PIL's, in C, except in the rare case of a colour axis.
+    """
+    mode = image.mode
+    if mode == "L":
+        return shrink(image)
+    if mode in ("I", "F"):
+        return from_floats(stretch(np.asarray(shrink(image), dtype=np.float32)))
+    side = (min(image.width, SAMPLE_SIDE), min(image.height, SAMPLE_SIDE))
+    sample = np.asarray(image.resize(side, Image.Resampling.NEAREST))
+    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if mode in ("LA", "RGBA") else None
+    opaque = alpha is not None and alpha.min() == 1
+    if opaque:
+        if mode == "LA":
+            return shrink(image.getchannel(0))
+        # An opaque canvas: its colour is its RGB, and PIL's RGBA -> L ignores alpha exactly as
+        # RGB -> L would, without the copy to RGB first.
+        alpha = None
+    axis = colour_axis(sample, alpha) if mode != "LA" else None
+    if axis is not None:
+        return project_on(shrink(image.convert("RGB") if opaque else image), axis)
+    luma = image.getchannel(0) if mode == "LA" else image.convert("L")
+    if alpha is None:
+        return shrink(luma)
+    sample_luma = np.asarray(luma.resize(sample.shape[1::-1], Image.Resampling.NEAREST), dtype=np.float32)
+    sample_luma *= np.float32(1 / 255)
+    background = round(255 * flat_background(sample_luma, alpha))
+    return shrink(Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A")))
+
+
+def project_on(image: Image.Image, axis: FloatArray) -> Image.Image:
+    """Grey from each pixel's colour projected on a colour axis (alpha flattened, if any)."""
+    pixels = np.asarray(image)
+    projected = (pixels[..., :3].reshape(-1, 3).astype(np.float32) @ axis).reshape(pixels.shape[:2])
+    if image.mode == "RGB":
+        return from_floats(stretch(np.asarray(projected, dtype=np.float32)))
+    alpha = pixels[..., 3].astype(np.float32) * np.float32(1 / 255)
+    opaque = alpha > OPAQUE
+    # Stretch by the drawn pixels' range: hidden colours under alpha 0 do not count.
+    reference = projected[opaque] if opaque.any() else projected
+    low, high = float(reference.min()), float(reference.max())
+    values = np.clip((projected - low) * np.float32(1 / (high - low or 1)), 0, 1).astype(np.float32)
+    background = np.float32(flat_background(values, alpha))
+    return from_floats(np.asarray(background + alpha * (values - background), dtype=np.float32))
+
+
+def from_floats(values: FloatArray) -> Image.Image:
+    """[0, 1] floats to an 8-bit grey image (MNIST itself is 8-bit, and histograms become cheap)."""
+    return Image.fromarray(to_bytes(values))
+
+
+def to_bytes(values: FloatArray) -> ByteArray:
+    """[0, 1] floats to 8-bit levels."""
+    scaled = values * np.float32(255)
+    scaled += np.float32(0.5)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+
+
+def stretch(values: FloatArray) -> FloatArray:
+    """Scale 16/32-bit or float pixels by their real range (PIL's own conversion clips them)."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = np.where(finite, values, np.float32(np.min(values[finite])) if finite.any() else np.float32(0))
+    low, high = float(values.min()), float(values.max())
+    if not high - low > 0 or not math.isfinite(high - low):
+        if math.isfinite(high - low):
+            return np.zeros(values.shape, dtype=np.float32)
+        values = values.astype(np.float64)  # a float32 range wider than float32 can hold
+    scaled = (values - low) * (1 / (high - low))
+    return np.asarray(scaled, dtype=np.float32)
+
+
+def colour_axis(pixels: ByteArray, alpha: FloatArray | None = None) -> FloatArray | None:
+    """The colour axis with the most contrast, when it beats luminance clearly; else None (use luminance).
+
+    Red ink on green card can have the same luminance as the card: then the digit is on the
+    colour difference. Otherwise luminance is what people see, and what MNIST's scans recorded.
+    """
+    step = max(1, int(math.sqrt(pixels.shape[0] * pixels.shape[1] / AXIS_SAMPLE_PIXELS)))
+    sample = pixels[::step, ::step, :3].reshape(-1, 3).astype(np.float64)
+    if np.ptp(sample[:, 0] - sample[:, 1]) < GREY_SPREAD and np.ptp(sample[:, 1] - sample[:, 2]) < GREY_SPREAD:
+        return None  # grey, or near enough: luminance says it all
+    if alpha is not None:
+        weight = alpha[::step, ::step].reshape(-1).astype(np.float64)
+    else:
+        weight = np.ones(sample.shape[0])
+    total = float(weight.sum())
+    if total <= 0:
+        return None
+    mean = weight @ sample / total
+    centred = sample - mean
+    cov = (centred * weight[:, None]).T @ centred / total
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    unit_luma = LUMA.astype(np.float64) / np.linalg.norm(LUMA)
+    # The tiny term keeps a perfectly flat picture (zero variance everywhere) on luminance.
+    if eigenvalues[-1] <= AXIS_GAIN * float(unit_luma @ cov @ unit_luma) + 1e-6:
+        return None
+    axis = eigenvectors[:, -1]
+    if axis @ unit_luma < 0:
+        axis = -axis
+    return np.asarray(axis, dtype=np.float32)
+
+
+def flat_background(colour: FloatArray, alpha: FloatArray) -> float:
+    """The grey (0-1) to flatten transparent pixels on: one that contrasts with the ink.
+
+    Canvas drawings are often black strokes on a transparent background whose hidden colour is
+    also black (or white on white), so the alpha channel is the drawing: put the opaque pixels on
+    the opposite of their own colour. When the opaque pixels are most of the picture they carry
+    their own background (a photo with transparent margins): then the margins take its colour.
+    """
+    covered = float(alpha.sum())
+    if covered <= 0:
+        return 0.0
+    if covered > MOSTLY_OPAQUE * alpha.size:
+        return float(np.median(colour[alpha > OPAQUE]))
+    return 1.0 if float((colour * alpha).sum()) / covered < MID_GREY else 0.0

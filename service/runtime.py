@@ -1,0 +1,77 @@
+"""The state the routes share: settings, the model and its batcher, readiness and the clients in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from fastapi import Request
+
+from service import errors
+from service.config import Settings
+from service.inference import Batcher, Classified, Classifier, Prepare
+from service.logs import AccessLog
+from service.work import ImagesWork
+
+
+@dataclass
+class Runtime:
+    """What the endpoints share: settings, the model and its batcher, and the service state."""
+
+    settings: Settings
+    classifier: Classifier | None = None
+    batcher: Batcher | None = None
+    pool: ThreadPoolExecutor | None = None
+    ready: bool = False
+    draining: bool = False
+    in_flight: dict[str, int] = field(default_factory=dict)
+    access_log: AccessLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.access_log = AccessLog(self.settings.log_json)
+
+    def check_ready(self) -> None:
+        """The one readiness check of the probes: 503 while the model loads and once shutdown has begun."""
+        if self.draining:
+            raise errors.Unavailable(errors.SHUTTING_DOWN)
+        if self.batcher is None or not self.ready:
+            raise errors.Unavailable(errors.MODEL_NOT_READY)
+
+    @property
+    def strictness(self) -> float:
+        """``is_digit`` is ``digit_score >= strictness``: DIGITS_STRICTNESS, else the model's own threshold."""
+        if self.settings.strictness is not None:
+            return self.settings.strictness
+        assert self.classifier is not None
+        return self.classifier.threshold
+
+    async def classify(self, prepare: Prepare) -> tuple[np.ndarray, np.ndarray]:
+        """The images the model saw and their probabilities (v2's call until it reads digit_score too)."""
+        inputs, probabilities, _ = await self.predict(prepare)
+        return inputs, probabilities
+
+    async def predict(self, prepare: Prepare) -> Classified:
+        """Prepare and classify one request's images; the model runs in the batcher thread.
+
+        Light work (the usual single small image) is prepared in the batcher thread too, so it
+        costs no extra thread hop. Heavy work (many or large images) is prepared in a small pool
+        first, so that it never holds up the light requests queued behind it on this worker.
+        """
+        # Not check_ready: while draining, requests are still answered (only the probes say 503).
+        if self.batcher is None or not self.ready:
+            raise errors.Unavailable(errors.MODEL_NOT_READY)
+        batcher = self.batcher
+        # No timeout of its own: the middleware's request timeout cancels this task, and with it
+        # the job's future, so the batcher skips the job if it has not started on it.
+        if self.pool is not None and isinstance(prepare, ImagesWork) and prepare.heavy:
+            images = await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
+            return await batcher.submit(lambda: images)
+        return await batcher.submit(prepare)
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The app's Runtime (``create_app`` stores it on ``app.state``)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
