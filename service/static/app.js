@@ -1,14 +1,21 @@
-// The drawing page: a canvas and a file input that send an image to POST /predict and show
-// the digit, the confidence, all ten probabilities and the 28x28 image the model received.
+// The drawing page: a canvas and a file input that send an image to POST /read and show what
+// the model reads. One mark shows the digit, the confidence, all ten probabilities and the 28x28
+// image the model received, or says that it does not look like a digit; several marks show the
+// number read, with a box and a reading over each one.
 // Plain script, no dependencies: the page must work offline and under a strict CSP
 // (no inline scripts or style attributes; CSSOM changes such as el.style.width are allowed).
 (() => {
   'use strict';
 
-  const PREDICT_URL = '/predict?include_input=true';
-  // Brush width as a fraction of the canvas side: 20 px on a 280 px canvas, close to the
-  // stroke width of MNIST digits once the service scales the drawing down to 20x20.
+  const READ_URL = '/read?include_input=true';
+  // Brush width as a fraction of the pad's height: 20 px on a 280 px high pad, close to the
+  // stroke width of MNIST digits once the service scales a digit of the pad's height to 20x20.
   const BRUSH = 20 / 280;
+  // The drawing is sent at this height, whatever the screen's pixel density; the width follows
+  // the pad's shape. The model sees each digit at 20x20: benchmarks/page_size.py measures the
+  // accuracy against the height sent (docs/benchmarks.md), and a device-pixel canvas would cost
+  // the service several times the pixels on a phone for no gain.
+  const SEND_HEIGHT = 140;
   const INK = '#000000';
   const PAPER = '#ffffff';
 
@@ -21,6 +28,15 @@
   const statusLine = document.getElementById('status');
   const errorBox = document.getElementById('error');
   const result = document.getElementById('result');
+  const reading = document.getElementById('reading');
+  const textOut = document.getElementById('text');
+  const marksList = document.getElementById('marks');
+  const verdict = document.getElementById('verdict');
+  const single = document.getElementById('single');
+  const notDigit = document.getElementById('not-digit');
+  const guessOut = document.getElementById('guess');
+  const padBoxes = document.getElementById('pad-boxes');
+  const uploadBoxes = document.getElementById('upload-boxes');
   const digitOut = document.getElementById('digit');
   const confidenceOut = document.getElementById('confidence');
   const seen = document.getElementById('seen');
@@ -40,18 +56,30 @@
   let current = null;
   let activePointer = null;
 
-  function setBrush() {
-    ctx.lineWidth = BRUSH * pad.width;
-    ctx.lineCap = 'round';
-    ctx.lineJoin = 'round';
-    ctx.strokeStyle = INK;
-    ctx.fillStyle = INK;
+  function setBrush(context, height) {
+    context.lineWidth = BRUSH * height;
+    context.lineCap = 'round';
+    context.lineJoin = 'round';
+    context.strokeStyle = INK;
+    context.fillStyle = INK;
   }
 
-  function paintPaper() {
-    ctx.fillStyle = PAPER;
-    ctx.fillRect(0, 0, pad.width, pad.height);
-    setBrush();
+  // Paper and every stroke, on the pad or on the smaller canvas that is sent.
+  function paint(context, width, height) {
+    context.fillStyle = PAPER;
+    context.fillRect(0, 0, width, height);
+    setBrush(context, height);
+    for (const stroke of strokes) {
+      context.beginPath();
+      if (stroke.length === 1) {
+        context.arc(stroke[0][0] * width, stroke[0][1] * height, context.lineWidth / 2, 0, Math.PI * 2);
+        context.fill();
+        continue;
+      }
+      context.moveTo(stroke[0][0] * width, stroke[0][1] * height);
+      for (const p of stroke.slice(1)) context.lineTo(p[0] * width, p[1] * height);
+      context.stroke();
+    }
   }
 
   function dot(p) {
@@ -68,27 +96,19 @@
   }
 
   function redraw() {
-    paintPaper();
-    for (const stroke of strokes) {
-      if (stroke.length === 1) {
-        dot(stroke[0]);
-        continue;
-      }
-      ctx.beginPath();
-      ctx.moveTo(stroke[0][0] * pad.width, stroke[0][1] * pad.height);
-      for (const p of stroke.slice(1)) ctx.lineTo(p[0] * pad.width, p[1] * pad.height);
-      ctx.stroke();
-    }
+    paint(ctx, pad.width, pad.height);
   }
 
   function fitBackingStore() {
-    const side = pad.getBoundingClientRect().width;
-    if (side <= 0) return;
+    const rect = pad.getBoundingClientRect();
+    if (rect.width <= 0 || rect.height <= 0) return;
     // Match device pixels so strokes stay sharp on high-density screens.
-    const size = Math.round(side * (window.devicePixelRatio || 1));
-    if (pad.width !== size || pad.height !== size) {
-      pad.width = size;
-      pad.height = size;
+    const ratio = window.devicePixelRatio || 1;
+    const width = Math.round(rect.width * ratio);
+    const height = Math.round(rect.height * ratio);
+    if (pad.width !== width || pad.height !== height) {
+      pad.width = width;
+      pad.height = height;
     }
     redraw();
   }
@@ -106,6 +126,7 @@
     activePointer = event.pointerId;
     current = [pointFrom(event)];
     strokes.push(current);
+    clearBoxes(); // the boxes belong to the previous answer
     dot(current[0]);
   });
 
@@ -154,11 +175,17 @@
 
   function predictDrawing() {
     if (strokes.length === 0) return;
+    const rect = pad.getBoundingClientRect();
+    const sent = document.createElement('canvas');
+    sent.height = SEND_HEIGHT;
+    sent.width = Math.max(1, Math.round((SEND_HEIGHT * rect.width) / Math.max(1, rect.height)));
+    paint(sent.getContext('2d'), sent.width, sent.height);
     // toDataURL, not toBlob: Chromium runs toBlob as an idle task, which can wait up to a
     // second on a busy or headless page. Encoding a canvas this size takes milliseconds.
-    const base64 = pad.toDataURL('image/png').split(',')[1];
+    const base64 = sent.toDataURL('image/png').split(',')[1];
     const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-    predict(new Blob([bytes], { type: 'image/png' }), { 'Content-Type': 'image/png' }, { kind: 'drawing' });
+    const source = { kind: 'drawing', width: sent.width, height: sent.height };
+    predict(new Blob([bytes], { type: 'image/png' }), { 'Content-Type': 'image/png' }, source);
   }
 
   // ---- Upload: file input, drag and drop, paste -------------------------------------------
@@ -241,7 +268,7 @@
     let response;
     let payload = null;
     try {
-      response = await fetch(PREDICT_URL, {
+      response = await fetch(READ_URL, {
         method: 'POST', body, signal: controller.signal, cache: 'no-store',
         headers: Object.assign({ Accept: 'application/json' }, headers),
       });
@@ -259,15 +286,20 @@
       showError(title, text, source);
       return;
     }
-    if (!isPrediction(payload)) {
-      showError('Unexpected answer', 'The service answered with something that is not a prediction.', source);
+    if (!isReading(payload)) {
+      showError('Unexpected answer', 'The service answered with something that is not a reading.', source);
       return;
     }
-    showPrediction(payload, source, performance.now() - started);
+    showReading(payload, source, performance.now() - started);
   }
 
-  function isPrediction(p) {
-    return p && Number.isInteger(p.digit) && Array.isArray(p.probabilities) && p.probabilities.length === 10;
+  function isMark(p) {
+    return p && Number.isInteger(p.digit) && Array.isArray(p.probabilities) && p.probabilities.length === 10 &&
+      typeof p.is_digit === 'boolean' && p.box && Number.isFinite(p.box.width);
+  }
+
+  function isReading(p) {
+    return p && typeof p.text === 'string' && Array.isArray(p.digits) && p.digits.length > 0 && p.digits.every(isMark);
   }
 
   const TITLES = {
@@ -301,7 +333,7 @@
       return {
         title: 'No digit found',
         text: source.kind === 'drawing'
-          ? 'Draw a single digit, large and dark enough to fill most of the square.'
+          ? 'Draw a digit or a number, large and dark enough to fill most of the pad\'s height.'
           : sentence(detail.replace(/^no digit found:?\s*/i, '')) || 'The image looks blank.',
       };
     }
@@ -337,12 +369,36 @@
     return (Math.floor(p * 1000) / 10).toFixed(1) + '%'; // round down: 99.96% is not 100.0%
   }
 
-  function showPrediction(p, source, elapsedMs) {
+  const spoken = (p) => percent(p).replace('>', 'over ').replace('<', 'under ');
+
+  function showReading(r, source, elapsedMs) {
     errorBox.textContent = '';
     card.dataset.state = 'done';
     result.hidden = false;
+    uploadFigure.hidden = source.kind !== 'upload';
+    const what = source.kind === 'upload' ? 'the image' : 'your drawing';
+    const one = r.digits.length === 1;
+    reading.hidden = one;
+    verdict.hidden = !one;
+    single.hidden = !one;
+    seen.parentElement.hidden = !one;
+    statusLine.textContent = one ? showMark(r.digits[0], what) : showNumber(r, what);
+    showBoxes(r.digits, source);
+    const parts = [];
+    if (r.model_version) parts.push('Model version ' + r.model_version);
+    parts.push(Math.round(elapsedMs) + ' ms');
+    meta.textContent = parts.join(' · ');
+    revealResult(source);
+  }
+
+  // One mark: the digit, its confidence and the ten probabilities, or "not a digit" with the
+  // best guess beside it, smaller.
+  function showMark(p, what) {
     digitOut.textContent = String(p.digit);
     confidenceOut.textContent = percent(p.confidence);
+    verdict.classList.toggle('rejected', !p.is_digit);
+    notDigit.hidden = p.is_digit;
+    guessOut.textContent = `${p.digit} (${percent(p.confidence)})`;
     p.probabilities.forEach((prob, d) => {
       const bar = bars[d];
       // CSSOM property writes are allowed by the CSP; style="" attributes are not.
@@ -351,15 +407,68 @@
       bar.li.classList.toggle('top', d === p.digit);
     });
     drawSeen(p.input);
-    uploadFigure.hidden = source.kind !== 'upload';
-    const parts = [];
-    if (p.model_version) parts.push('Model version ' + p.model_version);
-    parts.push(Math.round(elapsedMs) + ' ms');
-    meta.textContent = parts.join(' · ');
-    const what = source.kind === 'upload' ? 'the image' : 'your drawing';
-    revealResult(source);
-    const spoken = percent(p.confidence).replace('>', 'over ').replace('<', 'under ');
-    statusLine.textContent = `The model reads ${what} as ${p.digit}, with ${spoken} confidence.`;
+    if (!p.is_digit) return `That doesn't look like a digit. The best guess for ${what} is ${p.digit}.`;
+    return `The model reads ${what} as ${p.digit}, with ${spoken(p.confidence)} confidence.`;
+  }
+
+  // Several marks: the number (one line per row) and each mark's reading, left to right.
+  function showNumber(r, what) {
+    textOut.textContent = r.text || '–';
+    marksList.textContent = '';
+    for (const p of r.digits) {
+      const li = document.createElement('li');
+      li.className = p.is_digit ? 'mark' : 'mark rejected';
+      const d = document.createElement('span');
+      d.className = 'mark-digit';
+      d.textContent = p.is_digit ? String(p.digit) : '?';
+      const c = document.createElement('span');
+      c.className = 'mark-confidence';
+      c.textContent = p.is_digit ? percent(p.confidence) : 'not a digit';
+      li.append(d, c);
+      marksList.appendChild(li);
+    }
+    const refused = r.digits.filter((p) => !p.is_digit).length;
+    const marks = refused === 1 ? '1 mark does not look like a digit' : `${refused} marks do not look like digits`;
+    if (!r.text) return `That doesn't look like a number: ${marks}.`;
+    const spokenText = r.text.split('\n').join(', then ');
+    return `The model reads ${what} as ${spokenText}.` + (refused ? ` ${sentence(marks)}` : '');
+  }
+
+  function clearBoxes() {
+    padBoxes.textContent = '';
+    uploadBoxes.textContent = '';
+  }
+
+  // A box over each mark, placed in percent of the image sent, so it follows any resize.
+  async function showBoxes(marks, source) {
+    clearBoxes();
+    let layer = padBoxes;
+    let width = source.width;
+    let height = source.height;
+    if (source.kind === 'upload') {
+      layer = uploadBoxes;
+      try {
+        await uploadPreview.decode();
+      } catch (err) {
+        return; // a format the browser cannot show: the reading is still in the result card
+      }
+      width = uploadPreview.naturalWidth;
+      height = uploadPreview.naturalHeight;
+    }
+    if (!width || !height) return;
+    for (const p of marks) {
+      const box = document.createElement('div');
+      box.className = p.is_digit ? 'box' : 'box rejected';
+      box.style.left = ((100 * p.box.x) / width).toFixed(3) + '%';
+      box.style.top = ((100 * p.box.y) / height).toFixed(3) + '%';
+      box.style.width = ((100 * p.box.width) / width).toFixed(3) + '%';
+      box.style.height = ((100 * p.box.height) / height).toFixed(3) + '%';
+      const label = document.createElement('span');
+      label.className = 'box-label';
+      label.textContent = p.is_digit ? `${p.digit} · ${percent(p.confidence)}` : '?';
+      box.appendChild(label);
+      layer.appendChild(box);
+    }
   }
 
   function drawSeen(input) {
@@ -398,6 +507,7 @@
     card.dataset.state = 'error';
     card.removeAttribute('aria-busy');
     result.hidden = true;
+    clearBoxes();
     errorBox.textContent = '';
     const strong = document.createElement('strong');
     strong.textContent = title;
@@ -413,6 +523,7 @@
     result.hidden = true;
     errorBox.textContent = '';
     uploadFigure.hidden = true;
+    clearBoxes();
   }
 
   // ---- Start -------------------------------------------------------------------------------

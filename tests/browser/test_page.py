@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser.make_data import PHOTO_NUMBER
 from tests.service.live_server import LiveServer
 
 try:
@@ -189,7 +190,14 @@ def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> list[Poi
     return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 3)]
 
 
-# Each digit is a list of strokes in canvas units (0..1 across, 0..1 down).
+def arc(cx: float, cy: float, r: float, start_deg: float, end_deg: float, n: int = 12) -> list[Point]:
+    """Clockwise on screen from ``start_deg`` to ``end_deg`` (0 = up, 90 = right)."""
+    angles = [math.radians(start_deg + (end_deg - start_deg) * i / n) for i in range(n + 1)]
+    return [(cx + r * math.sin(a), cy - r * math.cos(a)) for a in angles]
+
+
+# Each digit is a list of strokes in the units of a square as high as the pad (0..1 across,
+# 0..1 down); `draw` places the square on the pad.
 DIGITS: dict[str, list[list[Point]]] = {
     "1": [line((0.5, 0.14), (0.5, 0.86))],
     "0": [ellipse(0.5, 0.5, 0.22, 0.34)],
@@ -198,16 +206,38 @@ DIGITS: dict[str, list[list[Point]]] = {
         line((0.55, 0.14), (0.24, 0.6)) + line((0.24, 0.6), (0.76, 0.6))[1:],
         line((0.62, 0.3), (0.62, 0.86)),
     ],
+    "2": [arc(0.5, 0.34, 0.2, -80, 120) + line((0.67, 0.44), (0.28, 0.84))[1:] + line((0.28, 0.84), (0.74, 0.84))[1:]],
+    "6": [arc(0.62, 0.5, 0.34, -20, -110, n=8) + arc(0.5, 0.64, 0.2, -80, -440, n=24)],
 }
+# Not a digit: a five-pointed star in one stroke.
+STAR = [[(0.5 + 0.36 * math.sin(math.radians(144 * i)), 0.52 - 0.36 * math.cos(math.radians(144 * i))) for i in range(6)]]
 
 
-def draw(page: Page, strokes: list[list[Point]]) -> None:
-    """Draw strokes with the mouse and wait until the page shows the answer for the last one."""
+def place(strokes: list[list[Point]], left: float, size: float = 1.0) -> list[list[Point]]:
+    """Strokes of one digit's square, moved to ``left`` (in pad heights) and scaled by ``size``."""
+    top = (1 - size) / 2
+    return [[(left + x * size, top + y * size) for x, y in stroke] for stroke in strokes]
+
+
+def number(text: str, size: float = 0.8) -> list[list[Point]]:
+    """The strokes of a number written digit by digit, side by side, centred on a 2:1 pad."""
+    step = size * 0.8
+    start = (2 - step * (len(text) - 1) - size) / 2
+    return [stroke for i, d in enumerate(text) for stroke in place(DIGITS[d], start + i * step, size)]
+
+
+def draw(page: Page, strokes: list[list[Point]], *, centred: bool = True) -> None:
+    """Draw strokes with the mouse and wait until the page shows the answer for the last one.
+
+    Points are in pad heights: x from 0 to the pad's width/height, y from 0 to 1. ``centred``
+    moves a digit's 0..1 square to the middle of the pad.
+    """
     box = page.locator("#pad").bounding_box()
     assert box is not None
+    shift = (box["width"] / box["height"] - 1) / 2 if centred else 0.0
 
     def at(p: Point) -> tuple[float, float]:
-        return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
+        return box["x"] + (p[0] + shift) * box["height"], box["y"] + p[1] * box["height"]
 
     for stroke in strokes:
         page.mouse.move(*at(stroke[0]))
@@ -282,6 +312,61 @@ def test_strokes_replace_the_previous_answer(open_tab: Callable[..., Tab]) -> No
     expect_prediction(page, "0")
 
 
+@pytest.mark.parametrize("text", ["42", "2026"])
+def test_drawn_number_is_read(open_tab: Callable[..., Tab], text: str) -> None:
+    page = open_tab().page
+    draw(page, number(text), centred=False)
+    expect(page.locator("#error")).to_be_empty()
+    expect(page.locator("#text")).to_have_text(text)
+    expect(page.locator("#marks li")).to_have_count(len(text))
+    expect(page.locator("#marks li .mark-digit")).to_have_text(list(text))
+    expect(page.get_by_role("status")).to_contain_text(f"as {text}")
+    # A box over each digit, on the pad, left to right.
+    boxes = page.locator("#pad-boxes .box")
+    expect(boxes).to_have_count(len(text))
+    expect(boxes.locator(".box-label")).to_have_text([re.compile(rf"^{d} · ") for d in text])
+    lefts = [b["x"] for b in (boxes.nth(i).bounding_box() for i in range(len(text))) if b is not None]
+    assert lefts == sorted(lefts) and len(lefts) == len(text)
+    pad = page.locator("#pad").bounding_box()
+    first = boxes.first.bounding_box()
+    assert pad is not None and first is not None
+    assert pad["x"] <= first["x"] and first["y"] >= pad["y"] - 1, (pad, first)
+    expect(page.locator("#verdict")).to_be_hidden()
+    screenshot(page, f"number-{text}", docs_name="screenshot.png" if text == "2026" else None)
+    # The next stroke clears the old boxes.
+    page.get_by_role("button", name="Clear").click()
+    expect(boxes).to_have_count(0)
+
+
+def test_shape_that_is_not_a_digit_is_called_so(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    draw(page, STAR)
+    expect(page.locator("#not-digit")).to_be_visible()
+    expect(page.locator("#not-digit")).to_contain_text("That doesn't look like a digit")
+    expect(page.locator("#guess")).to_have_text(re.compile(r"^\d \("))
+    expect(page.get_by_role("status")).to_contain_text("doesn't look like a digit")
+    # The best guess is shown smaller than a digit the model is sure of.
+    size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#digit')).fontSize)")
+    assert size < 50, size
+    expect(page.locator("#pad-boxes .box.rejected")).to_have_count(1)
+    screenshot(page, "not-a-digit")
+    # A digit afterwards is presented as a digit again.
+    page.get_by_role("button", name="Clear").click()
+    draw(page, DIGITS["7"])
+    expect_prediction(page, "7")
+    expect(page.locator("#not-digit")).to_be_hidden()
+
+
+def test_photo_of_a_number_is_read(open_tab: Callable[..., Tab]) -> None:
+    page = open_tab().page
+    page.get_by_label("Choose an image…").set_input_files(DATA / "number-photo.jpg")
+    expect(page.locator("#error")).to_be_empty()
+    expect(page.locator("#text")).to_have_text(PHOTO_NUMBER)
+    expect(page.locator("#upload-figure")).to_be_visible()
+    expect(page.locator("#upload-boxes .box")).to_have_count(len(PHOTO_NUMBER))
+    screenshot(page, "upload-number-photo")
+
+
 def test_uploaded_file_is_recognised(open_tab: Callable[..., Tab]) -> None:
     page = open_tab().page
     page.get_by_label("Choose an image…").set_input_files(DATA / "four.png")
@@ -299,7 +384,7 @@ def test_file_without_an_image_type_is_sent_as_multipart(open_tab: Callable[...,
         "mimeType": "application/octet-stream",
         "buffer": (DATA / "four.png").read_bytes(),
     }
-    with page.expect_request("**/predict?*") as request:
+    with page.expect_request("**/read?*") as request:
         page.locator("#file").set_input_files(payload)
     assert request.value.headers["content-type"].startswith("multipart/form-data")
     expect_prediction(page, "4")
@@ -373,7 +458,7 @@ def test_service_errors_are_explained(
         else:
             route.fulfill(status=status, json={"detail": detail})
 
-    tab.page.route("**/predict?*", answer)
+    tab.page.route("**/read?*", answer)
     tab.page.locator("#file").set_input_files(DATA / "four.png")
     alert = tab.page.get_by_role("alert")
     expect(alert).to_contain_text(shown)
@@ -442,7 +527,8 @@ def test_phone_viewport(open_tab: Callable[..., Tab]) -> None:
     # Draw a 7 with a finger: touch events, which Chromium turns into pointer events.
     cdp = tab.context.new_cdp_session(page)
     stroke = DIGITS["7"][0]
-    points = [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]} for x, y in stroke]
+    shift = (box["width"] - box["height"]) / 2  # the digit's square in the middle of the pad
+    points = [{"x": box["x"] + shift + x * box["height"], "y": box["y"] + y * box["height"]} for x, y in stroke]
     cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [points[0]]})
     for point in points[1:]:
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
