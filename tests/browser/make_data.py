@@ -4,8 +4,8 @@
   photo or scan of a digit would arrive.
 - ``nine.png``: test image 7 (a "9") exactly as MNIST stores it: 28x28, white ink on black.
 - ``number-photo.jpg``: the number ``PHOTO_NUMBER`` written with the most typical test image of
-  each of its digits (the nearest to its class mean), as a phone photo of paper would arrive: dark ink on off-white paper, uneven light,
-  sensor noise, JPEG.
+  each of its digits (the nearest to its class mean), as a phone photo of paper would arrive:
+  dark ink on off-white paper, uneven light, sensor noise, JPEG.
 """
 
 from __future__ import annotations

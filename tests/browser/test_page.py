@@ -210,7 +210,9 @@ DIGITS: dict[str, list[list[Point]]] = {
     "6": [arc(0.62, 0.5, 0.34, -20, -110, n=8) + arc(0.5, 0.64, 0.2, -80, -440, n=24)],
 }
 # Not a digit: a five-pointed star in one stroke.
-STAR = [[(0.5 + 0.36 * math.sin(math.radians(144 * i)), 0.52 - 0.36 * math.cos(math.radians(144 * i))) for i in range(6)]]
+STAR = [
+    [(0.5 + 0.36 * math.sin(math.radians(144 * i)), 0.52 - 0.36 * math.cos(math.radians(144 * i))) for i in range(6)]
+]
 
 
 def place(strokes: list[list[Point]], left: float, size: float = 1.0) -> list[list[Point]]:
@@ -220,7 +222,11 @@ def place(strokes: list[list[Point]], left: float, size: float = 1.0) -> list[li
 
 
 def number(text: str, size: float = 0.8) -> list[list[Point]]:
-    """The strokes of a number written digit by digit, side by side, centred on a 2:1 pad."""
+    """The strokes of a number written digit by digit, side by side, centred on a 2:1 pad.
+
+    Digits shrink below ``size`` where needed so that the whole number fits in 1.8 pad heights.
+    """
+    size = min(size, 1.8 / (0.8 * (len(text) - 1) + 1))
     step = size * 0.8
     start = (2 - step * (len(text) - 1) - size) / 2
     return [stroke for i, d in enumerate(text) for stroke in place(DIGITS[d], start + i * step, size)]
