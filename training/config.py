@@ -15,6 +15,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "augment": False,
         "schedule": "constant",
         "early_stopping_start": 0,
+        "open_set": False,
     },
     "improved": {
         "epochs": 30,
@@ -22,6 +23,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "augment": True,
         "schedule": "cosine",
         "early_stopping_start": 20,
+        "open_set": True,
     },
 }
 
@@ -51,6 +53,18 @@ class TrainConfig:
     #: loss is noisy; the schedule's low-rate final epochs are where the best models come from.
     patience: int = 8
     early_stopping_start: int | None = None
+    #: Train an eleventh class, "not a digit", on generated negatives (training.negatives), and
+    #: export the calibrated ``digit_score`` output beside ``probabilities``.
+    open_set: bool | None = None
+    #: Negatives generated for training, and for validation (calibration, threshold, early
+    #: stopping); the validation ones are drawn with another seed and from validation digits.
+    negatives: int = 12_000
+    validation_negatives: int = 3_000
+    #: Stop training after this many seconds (0: never), keeping the best checkpoint: the
+    #: shipped model's training must fit in 30 minutes on a shared 2-core machine.
+    max_training_seconds: float = 0.0
+    #: Also save the trained Keras model (logits) here, to re-export without retraining.
+    save_keras: str | None = None
     #: Images held out from the end of the training set for validation.
     validation_size: int = 5_000
     seed: int = 42
