@@ -11,7 +11,6 @@ import sys
 from training.config import ARCH_DEFAULTS, TrainConfig
 from training.data import MnistError
 
-
 #: Help for the options whose name does not say it all; types and defaults come from TrainConfig.
 HELP = {
     "model": "architecture",
@@ -33,7 +32,7 @@ HELP = {
     "name": "artefact name (default: mnist-<model>)",
     "opset": "ONNX opset of the export",
 }
-CHOICES: dict[str, list[str]] = {"model": sorted(ARCH_DEFAULTS), "schedule": ["cosine", "constant"]}
+CHOICES: dict[str, list[str]] = {"model": sorted(ARCH_DEFAULTS), "schedule": ["cosine", "time", "constant"]}
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str}
 
 

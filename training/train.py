@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -55,10 +56,10 @@ def make_learning_rate(
     config: TrainConfig, steps_per_epoch: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     assert config.learning_rate is not None and config.epochs is not None
-    if config.schedule == "constant":
-        return config.learning_rate
+    if config.schedule in ("constant", "time"):
+        return config.learning_rate  # "time": TimeBudget sets it before every step
     if config.schedule != "cosine":
-        raise ValueError(f"unknown schedule {config.schedule!r}; choose cosine or constant")
+        raise ValueError(f"unknown schedule {config.schedule!r}; choose cosine, time or constant")
     total = steps_per_epoch * config.epochs
     warmup = min(int(steps_per_epoch * config.warmup_epochs), total // 2)
     return keras.optimizers.schedules.CosineDecay(
@@ -71,19 +72,49 @@ def make_learning_rate(
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop after ``seconds`` of training (checked after every epoch); the best checkpoint is kept."""
+    """Stop after ``seconds`` of training; with the "time" schedule, also drive the learning rate.
 
-    def __init__(self, seconds: float) -> None:
+    On a machine shared with other work, the number of steps that fit in a fixed time is not
+    known in advance, and a step-based cosine schedule cut short by a deadline stops at a high
+    learning rate. The "time" schedule makes the cosine a function of the elapsed share of the
+    budget instead: linear warm-up over ``warmup`` of it, then cosine decay to 1% of the peak,
+    ending when the time is up, however loaded the machine is. The price: the number of steps,
+    hence the exact weights, depend on the machine's load (recorded in the metadata).
+    """
+
+    def __init__(self, seconds: float, peak: float | None = None, warmup: float = 0.03) -> None:
         super().__init__()
         self.seconds = seconds
+        self.peak = peak
+        self.warmup = warmup
         self.started = time.perf_counter()
         self.stopped_at: int | None = None
+        self.steps = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def learning_rate(self, progress: float) -> float:
+        assert self.peak is not None
+        if progress < self.warmup:
+            return self.peak * (0.01 + 0.99 * progress / self.warmup)
+        decay = (progress - self.warmup) / (1 - self.warmup)
+        return self.peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(decay, 1.0))))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.steps += 1
+        if not self.seconds:
+            return
+        progress = (time.perf_counter() - self.started) / self.seconds
+        if self.peak is not None:
+            self.model.optimizer.learning_rate.assign(self.learning_rate(min(progress, 1.0)))
+        if progress >= 1.0 and not self.model.stop_training:
+            log.info("time budget of %.0f s spent after %d steps: stopping", self.seconds, self.steps)
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.seconds and time.perf_counter() - self.started > self.seconds:
-            log.warning("time budget of %.0f s spent after epoch %d: stopping", self.seconds, epoch + 1)
+        if self.model.stop_training and self.stopped_at is None:
             self.stopped_at = epoch + 1
-            self.model.stop_training = True
 
 
 @dataclass(frozen=True)
@@ -139,7 +170,13 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=bool(config.open_set)),
         metrics=["accuracy"],
     )
-    budget = TimeBudget(config.max_training_seconds)
+    if config.schedule == "time" and not config.max_training_seconds:
+        raise ValueError("the 'time' schedule needs max_training_seconds")
+    budget = TimeBudget(
+        config.max_training_seconds,
+        peak=config.learning_rate if config.schedule == "time" else None,
+        warmup=config.warmup_epochs / config.epochs if config.epochs else 0.03,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "best.weights.h5"
         callbacks: list[keras.callbacks.Callback] = [
@@ -170,6 +207,7 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
     details = dict(history.history)
     details["_train_images"] = len(train_split)  # type: ignore[assignment]
     details["_stopped_by_budget"] = budget.stopped_at  # type: ignore[assignment]
+    details["_steps"] = budget.steps  # type: ignore[assignment]
     return model, details, seconds
 
 
@@ -195,6 +233,7 @@ def finish(
     """Calibrate on validation, evaluate on test, export, gate on parity, write the artefacts."""
     train_images = history.pop("_train_images")
     stopped_by_budget = history.pop("_stopped_by_budget")
+    steps = history.pop("_steps")
     test_inputs = to_model_input(data.test.images)
     calibration = None
     served = model
@@ -222,6 +261,7 @@ def finish(
     metadata["training"]["train_images"] = train_images
     metadata["training"]["validation_images"] = len(data.validation)
     metadata["training"]["stopped_by_time_budget_after_epoch"] = stopped_by_budget
+    metadata["training"]["steps_run"] = steps
     if open_set is not None and calibration is not None:
         metadata.update(open_set_metadata(config, data, open_set, calibration, logits))
     write_artefacts(Path(config.output_dir), config, onnx_bytes, metadata, history, metrics, data.test, probabilities)
