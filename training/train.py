@@ -175,7 +175,7 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
     budget = TimeBudget(
         config.max_training_seconds,
         peak=config.learning_rate if config.schedule == "time" else None,
-        warmup=config.warmup_epochs / config.epochs if config.epochs else 0.03,
+        warmup=min(config.warmup_epochs / config.epochs, 0.5) if config.epochs else 0.03,
     )
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "best.weights.h5"
