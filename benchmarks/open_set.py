@@ -318,6 +318,27 @@ def markdown(results: dict[str, object], summary: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def serving_cost(new: Path, old: Path, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """One-thread onnxruntime ms per image of two models, interleaved round by round, best of each."""
+    from benchmarks.model_cost import macs, ms_per_image
+
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for label, path in (("old", old), ("new", new)):
+            for batch in (1, 32):
+                key = f"{label}_batch_{batch}"
+                value = ms_per_image(path, batch, seconds=1.0)
+                best.setdefault(key, {"ms_per_image": value})
+                best[key]["ms_per_image"] = min(best[key]["ms_per_image"], value)
+    for label, path in (("old", old), ("new", new)):
+        best[label] = {"macs": float(macs(path))}
+    for batch in (1, 32):
+        best[f"ratio_batch_{batch}"] = {
+            "new_over_old": best[f"new_batch_{batch}"]["ms_per_image"] / best[f"old_batch_{batch}"]["ms_per_image"]
+        }
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: MNIST_DATA_DIR)")
@@ -327,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="write the results here")
     parser.add_argument("--diagram", type=Path, default=None, help="write the reliability diagram PNG here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--cost", type=Path, default=None, help="only compare one-thread cost with this model")
     args = parser.parse_args(argv)
+    if args.cost:
+        print(json.dumps(serving_cost(args.model, args.cost), indent=1))
+        return 0
     results = run(args)
     print(json.dumps({k: v for k, v in results.items() if k in ("mnist", "separation")}, indent=1))
     print(f"held-out refused {pooled(results['held_out']['kinds']):.2%}")  # type: ignore[index]
