@@ -112,6 +112,11 @@ def quantize(
             _Calibration(calibration, input_name),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: without AVX-VNNI (this machine) onnxruntime's u8s8 kernels can
+            # saturate their 16-bit sums. Measured on the open-set model: 8-bit weights lost 0.28
+            # points of test accuracy (99.11%), 7-bit 0.01 (99.38%); MinMax vs percentile and
+            # with or without negatives in the calibration set made no difference.
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
@@ -144,7 +149,7 @@ def quantize(
         "quantization": {
             "source": model_path.name,
             "source_sha256": metadata["sha256"],
-            "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, MinMax",
+            "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights (reduce_range: 7 bits), uint8 activations, MinMax",
             "calibration_images": calibration_images,
             "calibration_set": f"random training images (seed {seed})"
             + (f", {NEGATIVE_SHARE:.0%} of them generated negatives" if n_negatives else ""),
