@@ -149,7 +149,10 @@ def quantize(
         "quantization": {
             "source": model_path.name,
             "source_sha256": metadata["sha256"],
-            "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights (reduce_range: 7 bits), uint8 activations, MinMax",
+            "method": (
+                "onnxruntime quantize_static, QDQ, per-channel int8 weights (reduce_range: 7 bits), "
+                "uint8 activations, MinMax"
+            ),
             "calibration_images": calibration_images,
             "calibration_set": f"random training images (seed {seed})"
             + (f", {NEGATIVE_SHARE:.0%} of them generated negatives" if n_negatives else ""),
