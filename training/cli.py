@@ -11,9 +11,53 @@ import sys
 from training.config import ARCH_DEFAULTS, TrainConfig
 from training.data import MnistError
 
+#: Help for the options whose name does not say it all; types and defaults come from TrainConfig.
+HELP = {
+    "model": "architecture",
+    "epochs": "passes over the training images (digits and negatives)",
+    "learning_rate": "peak Adam learning rate",
+    "schedule": "learning-rate schedule",
+    "augment": "random affine augmentation",
+    "shift": "fraction of the image size",
+    "zoom": "fraction of the image size",
+    "patience": "early-stopping patience, epochs",
+    "early_stopping_start": "first epoch early stopping may stop at",
+    "open_set": "train the 'not a digit' class and export digit_score",
+    "negatives": "generated negatives for training",
+    "validation_negatives": "generated negatives for validation (calibration, threshold)",
+    "max_training_seconds": "stop training after this many seconds, keeping the best checkpoint (0: never)",
+    "save_keras": "also save the trained Keras model to this .keras path",
+    "train_limit": "use only N training digits (0: all)",
+    "data_dir": "directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)",
+    "name": "artefact name (default: mnist-<model>)",
+    "opset": "ONNX opset of the export",
+}
+CHOICES: dict[str, list[str]] = {"model": sorted(ARCH_DEFAULTS), "schedule": ["cosine", "time", "constant"]}
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, its type and default read from the dataclass itself."""
+    defaults = TrainConfig()
+    for spec in dataclasses.fields(TrainConfig):
+        if spec.name == "extra":
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        default = getattr(defaults, spec.name)
+        help_text = HELP.get(spec.name, spec.name.replace("_", " "))
+        if default is None and any(spec.name in d for d in ARCH_DEFAULTS.values()):
+            by_arch = ", ".join(f"{arch}: {d[spec.name]}" for arch, d in ARCH_DEFAULTS.items())
+            help_text = f"{help_text}; default by architecture ({by_arch})".lstrip("; ")
+        base = str(spec.type).replace(" | None", "")
+        if base == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=_TYPES[base], default=default, choices=CHOICES.get(spec.name), help=help_text
+            )
+
 
 def _parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -22,34 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         help="train a model, evaluate it, export it to ONNX and write its artefacts",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--model", choices=sorted(ARCH_DEFAULTS), default=defaults.model)
-    arch = "; ".join(f"{k}: {v}" for k, v in ARCH_DEFAULTS.items())
-    train.add_argument("--epochs", type=int, help=f"default by architecture ({arch})")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--learning-rate", type=float, help="peak Adam learning rate; default by architecture")
-    train.add_argument("--schedule", choices=["cosine", "constant"], help="default by architecture")
-    train.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs)
-    train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, help="random affine augmentation; default by architecture"
-    )
-    train.add_argument("--rotation-deg", type=float, default=defaults.rotation_deg)
-    train.add_argument("--shift", type=float, default=defaults.shift, help="fraction of the image size")
-    train.add_argument("--zoom", type=float, default=defaults.zoom, help="fraction of the image size")
-    train.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience, epochs")
-    train.add_argument(
-        "--early-stopping-start", type=int, help="first epoch early stopping may stop at; default by architecture"
-    )
-    train.add_argument("--validation-size", type=int, default=defaults.validation_size)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument(
-        "--train-limit", type=int, default=defaults.train_limit, help="use only N training images (0: all)"
-    )
-    train.add_argument("--data-dir", help="directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)")
-    train.add_argument("--output-dir", default=defaults.output_dir)
-    train.add_argument("--name", help="artefact name (default: mnist-<model>)")
-    train.add_argument("--opset", type=int, default=defaults.opset, help="ONNX opset of the export")
-    train.add_argument("--parity-images", type=int, default=defaults.parity_images)
+    add_config_options(train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate an ONNX model on the MNIST test set")
     evaluate.add_argument("model", help="path of the .onnx file")

@@ -15,13 +15,20 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
         "augment": False,
         "schedule": "constant",
         "early_stopping_start": 0,
+        "open_set": False,
+        "max_training_seconds": 0.0,
     },
     "improved": {
+        # An upper bound: the "time" schedule ends training when max_training_seconds are spent.
         "epochs": 30,
         "learning_rate": 3e-3,
         "augment": True,
-        "schedule": "cosine",
+        "schedule": "time",
         "early_stopping_start": 20,
+        "open_set": True,
+        # Training proper, of the 30 minutes the shipped model may take on 2 shared cores;
+        # loading, generating negatives, calibration, export and reports take the rest.
+        "max_training_seconds": 1500.0,
     },
 }
 
@@ -36,7 +43,9 @@ class TrainConfig:
     batch_size: int = 128
     #: Peak learning rate of Adam (reached after the warm-up with the cosine schedule).
     learning_rate: float | None = None
-    #: "cosine": linear warm-up then cosine decay to 1% of the peak; "constant": fixed rate.
+    #: "cosine": linear warm-up then cosine decay to 1% of the peak, over ``epochs``; "time":
+    #: the same curve over ``max_training_seconds`` of wall time (see train.TimeBudget);
+    #: "constant": fixed rate.
     schedule: str | None = None
     warmup_epochs: float = 1.0
     #: Dropout before the classifier of the improved model (half of it after each conv block).
@@ -51,6 +60,19 @@ class TrainConfig:
     #: loss is noisy; the schedule's low-rate final epochs are where the best models come from.
     patience: int = 8
     early_stopping_start: int | None = None
+    #: Train an eleventh class, "not a digit", on generated negatives (training.negatives), and
+    #: export the calibrated ``digit_score`` output beside ``probabilities``.
+    open_set: bool | None = None
+    #: Negatives generated for training, and for validation (calibration, threshold, early
+    #: stopping); the validation ones are drawn with another seed and from validation digits.
+    negatives: int = 12_000
+    validation_negatives: int = 3_000
+    #: Stop training after this many seconds (0: never), keeping the best checkpoint: the
+    #: shipped model's training must fit in 30 minutes on a shared 2-core machine.
+    #: ``warmup_epochs`` then means a share ``warmup_epochs / epochs`` of this time.
+    max_training_seconds: float | None = None
+    #: Also save the trained Keras model (logits) here, to re-export without retraining.
+    save_keras: str | None = None
     #: Images held out from the end of the training set for validation.
     validation_size: int = 5_000
     seed: int = 42

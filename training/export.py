@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+#: The open-set model's second output: calibrated P(the image shows a digit), shape (N,).
+SCORE_NAME = "digit_score"
 BATCH_DIM = "N"
 
 
@@ -29,8 +31,15 @@ class Parity:
     argmax_mismatches: int
 
 
+def output_names(model: object) -> list[str]:
+    """The contract's names of the model's outputs, in the model's order."""
+    count = len(model.outputs)  # type: ignore[attr-defined]
+    return [OUTPUT_NAME, SCORE_NAME][:count]
+
+
 def export_onnx(model: object, opset: int) -> bytes:
-    """Serialized ONNX of ``model``: float32 ``image`` [N,28,28,1] → ``probabilities`` [N,10]."""
+    """Serialized ONNX of ``model``: float32 ``image`` [N,28,28,1] → ``probabilities`` [N,10]
+    (and, for the open-set model, ``digit_score`` [N])."""
     # Keras refuses to export a model that has never been called.
     model.predict(np.zeros((1, 28, 28, 1), np.float32), verbose=0)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,25 +47,33 @@ def export_onnx(model: object, opset: int) -> bytes:
         # Keras 3 exports through tf2onnx; tf2onnx.convert.from_keras does not support Keras 3.
         model.export(str(raw), format="onnx", opset_version=opset, verbose=False)  # type: ignore[attr-defined]
         graph_model = onnx.load(str(raw))
-    rename_io(graph_model)
+    rename_io(graph_model, output_names(model))
     onnx.checker.check_model(graph_model, full_check=True)
     return bytes(graph_model.SerializeToString())
 
 
-def rename_io(graph_model: onnx.ModelProto) -> None:
-    """Give the single input and output meaningful names and name the batch dimension ``N``.
+def rename_io(graph_model: onnx.ModelProto, outputs: list[str] | None = None) -> None:
+    """Give the input and outputs their contract names and name the batch dimension ``N``.
 
-    tf2onnx names the output after the TensorFlow node (``Identity:0``) and the batch dimension
-    ``unk__N``; clients and the service read these names, so make them part of the contract.
+    tf2onnx names outputs after the TensorFlow nodes (``output_0``, ``Identity:0``) and the batch
+    dimension ``unk__N``; clients and the service read these names, so make them the contract.
+    Outputs keep the Keras model's order; their ranks are checked so a swap cannot go unseen.
     """
+    outputs = outputs or [OUTPUT_NAME]
     graph = graph_model.graph
-    if len(graph.input) != 1 or len(graph.output) != 1:
-        raise ValueError("expected a model with one input and one output")
-    renames = {graph.input[0].name: INPUT_NAME, graph.output[0].name: OUTPUT_NAME}
+    if len(graph.input) != 1 or len(graph.output) != len(outputs):
+        raise ValueError(f"expected a model with one input and {len(outputs)} output(s)")
+    expected_rank = {OUTPUT_NAME: 2, SCORE_NAME: 1}
+    for value, name in zip(graph.output, outputs, strict=True):
+        rank = len(value.type.tensor_type.shape.dim)
+        if rank != expected_rank[name]:
+            raise ValueError(f"output {value.name!r} has rank {rank}; {name!r} must have rank {expected_rank[name]}")
+    renames = {graph.input[0].name: INPUT_NAME}
+    renames.update({value.name: name for value, name in zip(graph.output, outputs, strict=True)})
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
-    for value in (graph.input[0], graph.output[0]):
+    for value in (graph.input[0], *graph.output):
         value.name = renames[value.name]
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
 
@@ -65,13 +82,16 @@ def check_parity(keras_model: object, onnx_bytes: bytes, images: np.ndarray, tol
     """Run the same images through Keras and onnxruntime; raise unless they agree."""
     import onnxruntime as ort
 
-    expected = np.asarray(keras_model.predict(images, batch_size=500, verbose=0))  # type: ignore[attr-defined]
+    names = output_names(keras_model)
+    predicted = keras_model.predict(images, batch_size=500, verbose=0)  # type: ignore[attr-defined]
+    expected = [np.asarray(p) for p in (predicted if isinstance(predicted, list | tuple) else [predicted])]
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    actual = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    actual = session.run(names, {INPUT_NAME: images})
+    # Every output is gated: the digit probabilities and, for open-set models, digit_score.
     parity = Parity(
         images=len(images),
-        max_abs_diff=float(np.max(np.abs(expected - actual))),
-        argmax_mismatches=int(np.sum(expected.argmax(1) != actual.argmax(1))),
+        max_abs_diff=max(float(np.max(np.abs(e - a))) for e, a in zip(expected, actual, strict=True)),
+        argmax_mismatches=int(np.sum(expected[0].argmax(1) != actual[0].argmax(1))),
     )
     log.info(
         "parity on %d images: max |keras - onnxruntime| = %.3g, argmax mismatches = %d",

@@ -16,6 +16,8 @@ from keras import layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+#: The open-set model's eleventh class: "not a digit" (outlier exposure, Hendrycks et al. 2019).
+NOT_A_DIGIT = 10
 ARCHITECTURES = ("baseline", "improved")
 
 
@@ -38,12 +40,16 @@ def _conv_bn(x: tf.Tensor, filters: int, kernel: int = 3, strides: int = 1, padd
     return layers.ReLU()(x)
 
 
-def build_improved(dropout: float = 0.25) -> keras.Model:
+def build_improved(dropout: float = 0.25, open_set: bool = False) -> keras.Model:
     """A compact batch-normalised CNN, sized for accuracy per FLOP.
 
     The first block works at full resolution with few channels (this is where convolutions
     are most expensive); width grows as the feature maps shrink. Global average pooling
     instead of a big dense layer keeps the parameter count and serving cost low.
+
+    ``open_set``: eleven raw logits (ten digits and "not a digit") named ``logits`` instead of
+    the ten-way softmax; :func:`build_serving` turns them into the served outputs. The extra
+    class costs 129 multiply-adds per image, nothing beside the convolutions.
     """
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = _conv_bn(inputs, 24)  # 26x26
@@ -57,15 +63,37 @@ def build_improved(dropout: float = 0.25) -> keras.Model:
     x = _conv_bn(x, 128, padding="same")  # 4x4
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
+    if open_set:
+        return keras.Model(inputs, layers.Dense(NUM_CLASSES + 1, name="logits")(x), name="improved_open_set")
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="improved")
 
 
-def build_model(architecture: str, dropout: float = 0.25) -> keras.Model:
+def build_serving(trained: keras.Model, temperature: float, platt_a: float, platt_b: float) -> keras.Model:
+    """The exported graph: ``image`` -> (``probabilities`` (N, 10), ``digit_score`` (N,)).
+
+    The calibration fitted on the validation split (training.calibrate) is baked in as
+    constants, so the service needs nothing but the graph.
+    """
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    logits = trained(inputs)
+    digits = layers.Lambda(lambda z: z[:, :NUM_CLASSES], name="digit_logits")(logits)
+    probabilities = layers.Lambda(lambda z: keras.ops.softmax(z / temperature, axis=-1), name="probabilities")(digits)
+    # log P(digit) - log P(not a digit) under the eleven-way softmax, then Platt-scaled.
+    margin = layers.Lambda(
+        lambda z: keras.ops.logsumexp(z[:, :NUM_CLASSES], axis=-1) - z[:, NOT_A_DIGIT], name="digit_margin"
+    )(logits)
+    digit_score = layers.Lambda(lambda m: keras.ops.sigmoid(platt_a * m + platt_b), name="digit_score")(margin)
+    return keras.Model(inputs, [probabilities, digit_score], name="improved_served")
+
+
+def build_model(architecture: str, dropout: float = 0.25, open_set: bool = False) -> keras.Model:
     if architecture == "baseline":
+        if open_set:
+            raise ValueError("only the improved architecture has an open-set variant")
         return build_baseline()
     if architecture == "improved":
-        return build_improved(dropout)
+        return build_improved(dropout, open_set)
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
 
 

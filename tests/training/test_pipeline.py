@@ -30,11 +30,18 @@ def tiny_mnist() -> Mnist:
 def test_one_epoch_exports_a_verified_model(tmp_path: Path, tiny_mnist: Mnist, architecture: str) -> None:
     import onnxruntime as ort
 
-    from training.export import INPUT_NAME, OUTPUT_NAME
+    from training.export import INPUT_NAME, OUTPUT_NAME, SCORE_NAME
     from training.train import train
 
     config = TrainConfig(
-        model=architecture, epochs=1, batch_size=32, output_dir=str(tmp_path), parity_images=25, extra={"quiet": True}
+        model=architecture,
+        epochs=1,
+        batch_size=32,
+        output_dir=str(tmp_path),
+        parity_images=25,
+        negatives=40,
+        validation_negatives=30,
+        extra={"quiet": True},
     )
     metadata = train(config, data=tiny_mnist)
 
@@ -48,11 +55,25 @@ def test_one_epoch_exports_a_verified_model(tmp_path: Path, tiny_mnist: Mnist, a
     assert (tmp_path / "MODEL_CARD.md").read_text().count(f"mnist-{architecture}") >= 1
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (model_input,), (model_output,) = session.get_inputs(), session.get_outputs()
+    (model_input,) = session.get_inputs()
     assert (model_input.name, model_input.shape) == (INPUT_NAME, ["N", 28, 28, 1])
-    assert (model_output.name, model_output.shape) == (OUTPUT_NAME, ["N", 10])
-    out = session.run(None, {INPUT_NAME: np.zeros((5, 28, 28, 1), np.float32)})[0]
-    assert out.shape == (5, 10)
+    outputs = [(o.name, o.shape) for o in session.get_outputs()]
+    out = session.run(None, {INPUT_NAME: np.zeros((5, 28, 28, 1), np.float32)})
+    if architecture == "baseline":
+        assert outputs == [(OUTPUT_NAME, ["N", 10])] and "open_set" not in written
+        assert out[0].shape == (5, 10)
+        return
+    # The open-set contract: calibrated probabilities over the ten digits, and digit_score (N,).
+    assert outputs == [(OUTPUT_NAME, ["N", 10]), (SCORE_NAME, ["N"])]
+    assert [o["name"] for o in written["outputs"]] == [OUTPUT_NAME, SCORE_NAME]
+    assert written["parity"]["outputs"] == [OUTPUT_NAME, SCORE_NAME]
+    probabilities, score = out
+    assert probabilities.shape == (5, 10) and score.shape == (5,)
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert np.all((score >= 0) & (score <= 1))
+    assert 0 <= written["open_set"]["threshold"] <= 0.5
+    assert written["calibration"]["temperature"] > 0
+    assert written["open_set"]["negatives"]["train"] == 40
 
 
 def test_parity_gate_refuses_a_model_that_disagrees(tmp_path: Path) -> None:
