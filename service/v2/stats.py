@@ -9,6 +9,9 @@ reports the whole server, as Triton's would. The stages of one request, as measu
 - ``compute_input``: parsing the request and preparing its images (decoding, checking);
 - ``compute_infer``: from the end of preparation to the result (the model run, shared with the
   other requests of the batch);
+  image files (the bytes model) are not wrapped: they go through the decoder lanes
+  (service/lanes.py), whose budget, deadline and killable decoder process must apply to v2 as to
+  ``/predict``. Their queue, decoding and model run are all counted as ``compute_input``;
 - ``compute_output``: building the response;
 - ``success``: the whole request, from the handler's start, for those answered 200; ``fail``: the
   same for the others (bad inputs included), once the model is known.
@@ -28,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, multiprocess
 from prometheus_client.metrics_core import Metric
 
 from service.inference import Prepare
+from service.work import ImagesWork
 
 STAGES: Final = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
 #: Stages Triton reports that this server does not have (no response cache): always zero.
@@ -66,17 +70,19 @@ class Timer:
         self.started = time.perf_counter_ns()
         self.submitted = self.prepare_started = self.prepare_ended = self.inferred = 0
 
-    def timed(self, prepare: Prepare) -> TimedWork:
+    def timed(self, prepare: Prepare) -> Prepare:
         """``prepare`` as the batcher (or the preparation pool) runs it, marking the time it is
-        handed over, starts and ends."""
+        handed over, starts and ends; image files as they are, for the decoder lanes."""
         self.submitted = time.perf_counter_ns()
-        return TimedWork(self, prepare)
+        return prepare if isinstance(prepare, ImagesWork) else TimedWork(self, prepare)
 
     def mark_inferred(self) -> None:
         self.inferred = time.perf_counter_ns()
 
     def succeeded(self, images: int) -> None:
         now = time.perf_counter_ns()
+        if not self.prepare_started:  # not wrapped (image files): all of it was preparing them
+            self.prepare_started, self.prepare_ended = self.submitted, self.inferred
         _add(self.model, "success", now - self.started)
         _add(self.model, "queue", self.prepare_started - self.submitted)
         parse_ns = self.submitted - self.started
@@ -91,8 +97,8 @@ class Timer:
 
 
 class TimedWork:
-    """Work wrapped by a :class:`Timer`. It keeps the work's ``heavy`` flag (``ImagesWork``), so that
-    ``Runtime.classify`` still prepares many or large images in its pool, off the batcher thread."""
+    """Work wrapped by a :class:`Timer`. It keeps the work's ``heavy`` flag, so that
+    ``Runtime.predict`` still prepares heavy work in its pool, off the batcher thread."""
 
     def __init__(self, timer: Timer, prepare: Prepare) -> None:
         self.timer = timer

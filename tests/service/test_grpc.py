@@ -502,7 +502,9 @@ def test_request_timeout_is_deadline_exceeded(tmp_path: Path) -> None:
     request = service_pb2.ModelInferRequest(model_name=MODEL)
     tensor = request.inputs.add(name="image_bytes", datatype="BYTES", shape=[HEAVY_FILES])
     tensor.contents.bytes_contents.extend([encode(photo)] * HEAVY_FILES)
-    env = {"DIGITS_REQUEST_TIMEOUT_S": str(SHORT_TIMEOUT_S)}
+    # The decoder budget admits it (the default refuses 900 MP at once with RESOURCE_EXHAUSTED),
+    # so that it decodes in a decoder process until the request timeout stops it.
+    env = {"DIGITS_REQUEST_TIMEOUT_S": str(SHORT_TIMEOUT_S), "DIGITS_DECODER_BUDGET_PIXELS": "2000000000"}
     with running(tmp_path / "service.log", env=env) as started:
         began = time.monotonic()
         error = rpc_error(started.stub.ModelInfer, request)

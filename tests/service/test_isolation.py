@@ -8,6 +8,7 @@ Bounds are generous: the light request normally takes 5-50 ms, and the CPU windo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -170,5 +171,30 @@ def test_costly_requests_are_refused_before_decoding(tmp_path: Path) -> None:
         assert status == 429, body
         assert headers["retry-after"] == "2"
         assert errors.DECODERS_BUSY.format(retry_after=2).encode() in body
+    finally:
+        server.stop()
+
+
+def test_v2_image_files_go_through_the_decoder_lanes(tmp_path: Path) -> None:
+    """The bytes model's files get the same budget as /predict/batch's: over it, 413 before decoding.
+
+    Before the fix, v2's statistics timer wrapped the files' work, so it skipped the lanes: decoded
+    in the service's own threads, with no budget, deadline or killable process (answered 200 here).
+    """
+    env = {"DIGITS_WORKERS": "1", "DIGITS_DECODER_BUDGET_PIXELS": "20000000", "DIGITS_GRPC_PORT": "0"}
+    server = LiveServer(tmp_path / "server.log", env=env, inherit_settings=False).start()
+    drawing = big_drawing(3000)  # 9 MP each: 27 MP for three, over the 20 MP budget
+    try:
+        model = json.loads(server.request("GET", "/model")[2])["name"]
+        tensor = {"name": "image_bytes", "shape": [3], "datatype": "BYTES"}
+        body = json.dumps({"inputs": [{**tensor, "data": [base64.b64encode(drawing).decode()] * 3}]}).encode()
+        path = f"/v2/models/{model}-bytes/infer"
+        status, _, answer = server.request("POST", path, body, {"Content-Type": "application/json"})
+        assert status == 413, answer
+        assert b"per request: send fewer or smaller images" in answer and b'"error"' in answer
+        one = json.dumps({"inputs": [{**tensor, "shape": [1], "data": [base64.b64encode(drawing).decode()]}]})
+        status, _, answer = server.request("POST", path, one.encode(), {"Content-Type": "application/json"})
+        assert status == 200, answer
+        assert json.loads(answer)["outputs"]
     finally:
         server.stop()
