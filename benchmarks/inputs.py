@@ -233,3 +233,54 @@ def decode_costs(inputs: list[Input], max_pixels: int) -> dict[str, Cost]:
         return Cost(decode, reduced, best_ms(lambda: preprocess.image_to_input(data, max_pixels)))
 
     return {i.kind: timed(i.data) for i in inputs}
+
+
+# --------------------------------------------------------------------------- before/after, in process
+
+
+def compare(before_ref: str, rounds: int = 3, budget_s: float = 0.15) -> str:
+    """Decode limit and beyond-decode cost of ``before_ref``'s preprocessing and the working tree's, interleaved.
+
+    The three calls (decode alone, the old ``image_to_input``, today's) take turns, round after
+    round, and each keeps its best time, so the load of a shared machine falls on all three alike.
+    """
+    from benchmarks.common import load_test_digits
+    from benchmarks.preprocess_cost import load_before
+    from service import preprocess as after
+
+    before = load_before(before_ref)
+    digits = load_test_digits(1)
+    lines = [
+        f"| kind | decode ms | before ({before_ref}): beyond ms | ratio | after: beyond ms | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for item in real_inputs(digits.images[0], digits.labels[0]):
+        data = item.data
+        decode = reduced_decode if data[:3] == b"\xff\xd8\xff" else full_decode
+        calls: dict[str, Callable[[], object]] = {
+            "decode": lambda d=data, f=decode: f(d),  # type: ignore[misc]
+            "before": lambda d=data: before.image_to_input(d, 24_000_000),  # type: ignore[misc]
+            "after": lambda d=data: after.image_to_input(d, 24_000_000),  # type: ignore[misc]
+        }
+        once = min(best_ms(call, 0, 1) for call in calls.values()) / 1000
+        number = max(1, round(budget_s / once))
+        best = dict.fromkeys(calls, float("inf"))
+        for _ in range(3 * rounds):
+            for name, call in calls.items():
+                started = time.perf_counter()
+                for _ in range(number):
+                    call()
+                best[name] = min(best[name], (time.perf_counter() - started) / number * 1000)
+        limit = best["decode"]
+        old, new = best["before"] - limit, best["after"] - limit
+        lines.append(f"| {item.kind} | {limit:.3f} | {old:.3f} | {old / limit:.2f} | {new:.3f} | {new / limit:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=compare.__doc__)
+    parser.add_argument("--before", default="main", help="git commit whose preprocessing to time beside the tree's")
+    parser.add_argument("--rounds", type=int, default=3)
+    print(compare(parser.parse_args().before, parser.parse_args().rounds))

@@ -43,9 +43,13 @@ def frame(digit: FloatArray) -> FloatArray:
     On the way the digit passes through STROKE_SIDE px, where its strokes are brought into
     MNIST's range of widths.
     """
-    height, width = digit.shape
+    return frame_picture(Image.fromarray(np.ascontiguousarray(digit, dtype=np.float32)))
+
+
+def frame_picture(picture: Image.Image) -> FloatArray:
+    """:func:`frame` for a crop that is already a mode F image (as the clean path's crop is made)."""
+    width, height = picture.size
     longer = max(height, width)
-    picture = Image.fromarray(np.ascontiguousarray(digit, dtype=np.float32))
     if longer >= 2 * STROKE_SIDE:
         # Integer box reduction first: exact area averaging, and cheaper than one big resize.
         picture = picture.reduce(longer // STROKE_SIDE)
@@ -102,16 +106,24 @@ def morph(digit: FloatArray, pixels: float, pick: np.ufunc) -> FloatArray:
     fraction = pixels - whole
     partial = fraction > MIN_STEP_FRACTION
     steps = whole + partial
-    result = np.pad(digit, steps)  # room to grow; outside the crop is background either way
+    result = zero_padded(digit, steps)  # room to grow; outside the crop is background either way
     previous = result
     for _ in range(steps):
         previous = result
-        padded = np.pad(result, 1)
+        padded = zero_padded(result, 1)
         rows = pick(pick(padded[:-2], padded[1:-1]), padded[2:])
         result = pick(pick(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
     if partial:
         result = previous + np.float32(fraction) * (result - previous)
     return np.asarray(result, dtype=np.float32)
+
+
+def zero_padded(values: FloatArray, width: int) -> FloatArray:
+    """``np.pad(values, width)`` (zeros all round) without its Python machinery: 24 us a call on 80x60."""
+    height, breadth = values.shape
+    padded = np.zeros((height + 2 * width, breadth + 2 * width), dtype=values.dtype)
+    padded[width : width + height, width : width + breadth] = values
+    return padded
 
 
 def centre(digit: FloatArray) -> FloatArray:

@@ -85,13 +85,19 @@ def levels(hist: NDArray[np.int64], threshold: int) -> tuple[float, float, float
 
 def digit(image: Image.Image) -> FloatArray:
     """The digit's crop (from a mode L image): white ink on an exactly black background, stroke core near 1."""
+    return np.asarray(digit_picture(image), dtype=np.float32)
+
+
+def digit_picture(image: Image.Image) -> Image.Image:
+    """:func:`digit` as a mode F image, the form :func:`service.preprocess.frame.frame_picture` takes."""
     hist = np.array(image.histogram())
     grey: ByteArray = np.asarray(image)
     threshold = otsu(hist)
     light = int(hist[threshold + 1 :].sum())
     if light == 0 or light == grey.size:
         raise InvalidInput(NO_DIGIT)
-    if background_is_light(grey, threshold, light / grey.size):
+    inverted = background_is_light(grey, threshold, light / grey.size)
+    if inverted:
         grey = np.subtract(255, grey, dtype=np.uint8)
         hist = hist[::-1]
         threshold = 254 - threshold
@@ -100,12 +106,16 @@ def digit(image: Image.Image) -> FloatArray:
         raise InvalidInput(NO_DIGIT)
     if noise == 0 or min(grey.shape) < MIN_FIT_SIDE:
         # A clean image (drawn, not photographed): the background is one flat level. Stay in
-        # 8 bits and map only the digit's crop to floats, through a 256-entry table.
+        # 8 bits and map only the digit's crop to floats, through a 256-entry table: PIL's
+        # point() does it from the uninverted image (table reversed), bit-identical to numpy's
+        # table[grey[crop]] plus Image.fromarray, in a third of their time (28 against 87 us
+        # on the page's 280 px canvas).
         table = ramp(floor, noise, core)
         strong = int(np.searchsorted(table, CORE_LEVEL, side="right"))
         faint = int(np.searchsorted(table, 0, side="right"))
         top, bottom, left, right = digit_box(grey, strong - 1, faint - 1)
-        return table[grey[top:bottom, left:right]]
+        lookup = table[::-1] if inverted else table
+        return image.crop((left, top, right, bottom)).point(lookup.tolist(), "F")
     # Phone photos are lit unevenly: subtract a smooth fit of the paper, so a shadow or a bright
     # corner is not taken for ink. A fixed lift keeps the noise below the paper measurable.
     ink = grey.astype(np.float32) * np.float32(1 / 255)
@@ -125,7 +135,7 @@ def digit(image: Image.Image) -> FloatArray:
     low, high = ramp_ends(floor, noise, core)
     top, bottom, left, right = digit_box(ink, low + CORE_LEVEL * (high - low), low)
     crop = (ink[top:bottom, left:right] - np.float32(low)) * np.float32(1 / (high - low))
-    return np.asarray(np.clip(crop, 0, 1), dtype=np.float32)
+    return Image.fromarray(np.ascontiguousarray(np.clip(crop, 0, 1), dtype=np.float32))
 
 
 def ramp_ends(floor: float, noise: float, core: float) -> tuple[float, float]:

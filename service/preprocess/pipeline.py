@@ -9,9 +9,9 @@ from PIL import Image, ImageOps
 
 from service.preprocess.decode import decode_image
 from service.preprocess.form import BOX, CENTRE, SIZE, ByteArray, FloatArray
-from service.preprocess.frame import frame
+from service.preprocess.frame import frame, frame_picture
 from service.preprocess.grey import grey, plain_mode
-from service.preprocess.levels import digit, ramp
+from service.preprocess.levels import digit_picture, ramp
 
 _EXIF_ORIENTATION: Final = 0x0112
 
@@ -49,7 +49,7 @@ def to_mnist(image: Image.Image) -> FloatArray:
     fast = mnist_like(image)
     if fast is not None:
         return fast
-    return frame(digit(grey(plain_mode(image))))
+    return frame_picture(digit_picture(grey(plain_mode(image))))
 
 
 def upright(image: Image.Image) -> Image.Image:
