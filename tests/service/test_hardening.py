@@ -564,12 +564,17 @@ def light_wait(client: Any, send_heavy: Callable[[], int]) -> float:
 
 @pytest.fixture
 def roomy_client(app_settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    """The app with room for 900 MP of costly images in one request (the default refuses it: 413)."""
+    """The app with room for 900 MP of costly images in one request (the default refuses it: 413).
+
+    And the time: 100 such photos take about 3 s of work when the machine is idle, and more than
+    the default 30 s request timeout when it is shared with a training run."""
     from fastapi.testclient import TestClient
 
     from service.app import create_app
 
-    settings = app_settings.model_copy(update={"decoder_budget_pixels": 10**9, "decoder_timeout_s": 120})
+    settings = app_settings.model_copy(
+        update={"decoder_budget_pixels": 10**9, "decoder_timeout_s": 120, "request_timeout_s": 120}
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 
