@@ -1,7 +1,7 @@
 """What the benchmark scripts share beyond the harness: model paths, MNIST payloads, hey, the report file.
 
-Servers, processes and HTTP come from the shared ``harness`` package (the tests use it too); its
-names are re-exported here for the scripts that import them from ``benchmarks.common``.
+Servers, processes and HTTP come from the shared ``harness`` package (the tests use it too): import
+them from there.
 """
 
 from __future__ import annotations
@@ -17,53 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import (
-    BOUNDARY,
-    HOST,
-    MULTIPART_CONTENT_TYPE,
-    ROOT,
-    CpuMeter,
-    ProcessMemory,
-    Server,
-    ServiceServer,
-    busy_cores,
-    busy_ticks,
-    descendants,
-    free_port,
-    http_status,
-    install_cleanup,
-    multipart_body,
-    post,
-    process_memory,
-    service_argv,
-    spawn,
-    started,
-    terminate,
-)
-
-__all__ = [
-    "BOUNDARY",
-    "HOST",
-    "MULTIPART_CONTENT_TYPE",
-    "ROOT",
-    "CpuMeter",
-    "ProcessMemory",
-    "Server",
-    "ServiceServer",
-    "busy_cores",
-    "busy_ticks",
-    "descendants",
-    "free_port",
-    "http_status",
-    "install_cleanup",
-    "multipart_body",
-    "post",
-    "process_memory",
-    "service_argv",
-    "spawn",
-    "started",
-    "terminate",
-]
+from harness import MULTIPART_CONTENT_TYPE, ROOT, spawn, terminate
 
 MODELS_DIR = ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "mnist-improved.onnx"

@@ -32,24 +32,18 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (
-    ROOT,
-    Server,
-    free_port,
     git_commit,
     hey_command,
-    install_cleanup,
     load_average,
     load_test_digits,
     machine,
-    multipart_body,
     parse_hey,
     require_hey,
     service_default_model,
-    spawn,
-    terminate,
     update_section,
 )
 from benchmarks.targets import Target, parse_env
+from harness import ROOT, Server, free_port, install_cleanup, multipart_body, spawn, terminate
 
 #: Where a frame's file lives -> what part of the stack it is. First match wins.
 AREAS: list[tuple[str, str]] = [

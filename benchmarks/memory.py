@@ -38,16 +38,8 @@ if __package__ in (None, ""):
     # `python -m benchmarks.memory` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import (
-    HOST,
-    MULTIPART_CONTENT_TYPE,
-    Server,
-    free_port,
-    install_cleanup,
-    load_test_digits,
-    multipart_body,
-    service_default_model,
-)
+from benchmarks.common import load_test_digits, service_default_model
+from harness import HOST, MULTIPART_CONTENT_TYPE, Server, free_port, install_cleanup, multipart_body
 
 
 def worker_memory(server: Server) -> dict[int, dict[str, float]]:

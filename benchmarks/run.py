@@ -44,20 +44,13 @@ if __package__ in (None, ""):
     # `python -m benchmarks.run` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import (
-    ROOT,
-    install_cleanup,
-    load_average,
-    load_test_digits,
-    multipart_body,
-    require_hey,
-    update_section,
-)
+from benchmarks.common import load_average, load_test_digits, require_hey, update_section
 from benchmarks.inputs import KINDS, decode_costs, real_inputs
 from benchmarks.report import Measured, display_path, render
 from benchmarks.runner import QUIET_CORES, InProcessLimit, Run, log, run_target
 from benchmarks.summary import Summary
 from benchmarks.targets import FLOOR_WORKERS, REFERENCES, check_out, parse_env, parse_variant, targets_for
+from harness import ROOT, install_cleanup, multipart_body
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

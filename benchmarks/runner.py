@@ -16,19 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import (
-    MULTIPART_CONTENT_TYPE,
-    ROOT,
-    CpuMeter,
-    HeyResult,
-    ProcessMemory,
-    Server,
-    busy_cores,
-    free_port,
-    post,
-    run_hey,
-)
+from benchmarks.common import HeyResult, run_hey
 from benchmarks.targets import BARE, FLOOR, Target
+from harness import MULTIPART_CONTENT_TYPE, ROOT, CpuMeter, ProcessMemory, Server, busy_cores, free_port, post
 
 #: More CPU than this used by other processes during a run, in cores, and the run was not alone.
 QUIET_CORES = 0.25

@@ -51,7 +51,7 @@ if __package__ in (None, ""):
     # `python -m benchmarks.soak` from the repository root would, not from benchmarks/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
+from harness import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "mnist_sample.npz"
 BOUNDARY = "soakboundary5c1f"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.common import HOST
+from harness import HOST
 from service import errors
 from service.config import Settings
 from tests.conftest import encode
