@@ -26,9 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    # `python benchmarks/hotspots.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.hotspots` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (

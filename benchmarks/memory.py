@@ -33,9 +33,7 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):
-    # `python benchmarks/memory.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.memory` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import load_test_digits, service_default_model

@@ -38,11 +38,11 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks import realworld, styles  # noqa: E402
+from harness import ROOT  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 from service.preprocess import image_to_input  # noqa: E402
 from training import calibrate, negatives  # noqa: E402

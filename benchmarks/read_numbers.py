@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.realworld import MAX_PIXELS  # noqa: E402
 from benchmarks.styles import encode, paint, random_colour, stroke_mask, to_uint8  # noqa: E402
+from harness import ROOT  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 from service.inference import Classifier  # noqa: E402
 from service.read.components import label  # noqa: E402

@@ -35,9 +35,7 @@ import onnxruntime as ort
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # `python benchmarks/realworld.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.realworld` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.styles import (  # noqa: E402

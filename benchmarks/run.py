@@ -39,9 +39,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):
-    # `python benchmarks/run.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.run` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import load_average, load_test_digits, require_hey, update_section

@@ -46,9 +46,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-if __package__ in (None, ""):
-    # `python benchmarks/soak.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.soak` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from harness import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
