@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service import errors
@@ -13,11 +13,12 @@ from service.config import Settings
 from service.read.reader import ReadWork, read, upload_box
 from service.read.schemas import Reading
 from service.responses import JSON, json_response
-from service.routes import ERROR_RESPONSES
+from service.routes import ERROR_RESPONSES, PredictionRoute
 from service.runtime import Runtime, runtime_of
 from service.work import one_image, prediction
 
-router = APIRouter()
+#: A PredictionRoute, so that ``include_input`` is read as on /predict, by the same code.
+router = APIRouter(route_class=PredictionRoute)
 
 JSON_FORMS = '{"image": "<base64>"}'
 
@@ -29,7 +30,7 @@ async def read_work(request: Request, settings: Settings, open_set: bool) -> Rea
     return ReadWork(data, settings.max_image_pixels, open_set)
 
 
-async def answer_read(runtime: Runtime, request: Request) -> Response:
+async def answer_read(runtime: Runtime, request: Request, include_input: bool) -> Response:
     open_set = runtime.classifier is not None and runtime.classifier.open_set
     work = await read_work(request, runtime.settings, open_set)
     if runtime.pool is None or not runtime.ready:
@@ -40,7 +41,6 @@ async def answer_read(runtime: Runtime, request: Request) -> Response:
     inputs, probabilities, scores = await runtime.predict(lambda: images)
     lines = read(work, probabilities, scores)
     assert work.layout is not None and work.ink is not None and runtime.classifier is not None
-    include_input = request.query_params.get("include_input", "").lower() in ("1", "true", "yes", "on")
     chosen = [k for line in lines for k in line]
     formatted = (
         prediction(probabilities[chosen], scores[chosen], runtime.strictness, inputs[chosen] if include_input else None)
@@ -91,6 +91,9 @@ def _body_spec() -> dict[str, Any]:
     tags=["prediction"],
     summary="Read a written number",
 )
-async def read_number(request: Request) -> Response:
+async def read_number(
+    request: Request,
+    include_input: bool = Query(False, description="Also return the 28x28 image the model saw for each digit."),
+) -> Response:
     """Read every digit in one image (multipart ``file``, a raw image body, or JSON ``image``), in reading order."""
-    return await answer_read(runtime_of(request), request)
+    return await answer_read(runtime_of(request), request, include_input)
