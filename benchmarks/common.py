@@ -7,9 +7,12 @@ them from there.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +42,17 @@ def service_default_model() -> Path:
     except ImportError:  # the service is not there (yet): what the issue says it defaults to
         return default_model_path()
     return Path(service_default)
+
+
+def run_facts(script: str, model: Path) -> dict[str, str]:
+    """What a results file says first: when, the command that made it, and which model (with its hash)."""
+    model_path = model.resolve()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python " + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]]),
+        "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+    }
 
 
 # --------------------------------------------------------------------------- payloads

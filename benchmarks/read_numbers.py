@@ -21,12 +21,9 @@ split uses the other half and another seed.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import multiprocessing
 import os
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +38,7 @@ from PIL import Image
 if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks.common import run_facts  # noqa: E402
 from benchmarks.realworld import MAX_PIXELS  # noqa: E402
 from benchmarks.styles import (  # noqa: E402
     PHONE_INK_TINT,
@@ -387,12 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in dict.fromkeys(k for k, _, _, _ in results):
         print(f"{kind:10s} all           exact {np.mean([r for k, _, r, _ in results if k == kind]):7.2%}")
     if args.markdown is not None:
-        model_path = args.model.resolve()
         summary = {
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/read_numbers.py", *sys.argv[1:]]),
-            "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
-            "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+            **run_facts("benchmarks/read_numbers.py", args.model),
             "split": args.split,
             "count": str(args.count),
             "machine": f"{platform.machine()} with {os.cpu_count()} CPU cores, {args.jobs} job(s) at a time",
