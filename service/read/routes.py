@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service import errors
 from service.config import Settings
+from service.openapi import files_body_spec
 from service.read.reader import ReadWork, read, upload_box
 from service.read.schemas import Reading
-from service.responses import JSON, json_response
+from service.responses import json_response
 from service.routes import ERROR_RESPONSES, PredictionRoute
 from service.runtime import Runtime, runtime_of
 from service.work import one_image, prediction
@@ -64,30 +64,19 @@ async def answer_read(runtime: Runtime, request: Request, include_input: bool) -
     return json_response({"text": "\n".join(text), "digits": digits, "model_version": runtime.classifier.version})
 
 
-def _body_spec() -> dict[str, Any]:
-    binary = {"type": "string", "format": "binary"}
-    content: dict[str, Any] = {
-        "multipart/form-data": {
-            "schema": {"type": "object", "required": ["file"], "properties": {"file": binary}},
-            "encoding": {"file": {"contentType": ", ".join(errors.SUPPORTED_IMAGE_TYPES)}},
-        },
-        **{kind: {"schema": binary} for kind in errors.SUPPORTED_IMAGE_TYPES},
-        JSON: {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {"image": {"type": "string", "description": "Base64 of the image file's bytes."}},
-            }
-        },
-    }
-    return {"requestBody": {"required": True, "content": content}}
+#: /read's JSON form: one base64 image (it reads no pixel arrays).
+IMAGE_JSON = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {"image": {"type": "string", "description": "Base64 of the image file's bytes."}},
+}
 
 
 @router.post(
     "/read",
     response_model=Reading,
     responses=ERROR_RESPONSES,
-    openapi_extra=_body_spec(),
+    openapi_extra=files_body_spec("file", False, IMAGE_JSON),
     tags=["prediction"],
     summary="Read a written number",
 )
