@@ -38,19 +38,10 @@ from PIL import Image
 if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks import styles  # noqa: E402
 from benchmarks.common import run_facts  # noqa: E402
 from benchmarks.realworld import MAX_PIXELS  # noqa: E402
-from benchmarks.styles import (  # noqa: E402
-    PHONE_INK_TINT,
-    encode,
-    paint,
-    phone_optics,
-    phone_sensor,
-    random_colour,
-    scanned_paper,
-    stroke_mask,
-    to_uint8,
-)
+from benchmarks.styles import encode, paint, random_colour, stroke_mask, to_uint8  # noqa: E402
 from harness import ROOT  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 from service.inference import Classifier  # noqa: E402
@@ -191,7 +182,7 @@ def canvas_white(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
 
 
 def paper(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
-    return scanned_paper(framed(mask, rng), rng)
+    return styles.scanned_paper(framed(mask, rng), rng)
 
 
 def phone_photo(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
@@ -201,11 +192,11 @@ def phone_photo(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
     if width < 1.3 * height:
         extra = int(1.3 * height) - width
         mask = np.pad(mask, ((0, 0), (extra // 2, extra - extra // 2)))
-    mask, light, cast = phone_optics(mask, rng)
+    mask, light, cast = styles.phone_optics(mask, rng)
     # The ink's colour is drawn before the paper's here, the other way round from styles.phone_photo:
     # kept so, so that every number reads as it did when docs/read.md was measured.
-    ink = random_colour(rng, 20, 90) * PHONE_INK_TINT
-    return phone_sensor(paint(mask, rng.uniform(200, 250) * cast, ink) * light[..., None], rng)
+    ink = random_colour(rng, 20, 90) * styles.PHONE_INK_TINT
+    return styles.phone_sensor(paint(mask, rng.uniform(200, 250) * cast, ink) * light[..., None], rng)
 
 
 def chalkboard(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
