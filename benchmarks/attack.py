@@ -33,16 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from benchmarks.common import (
-    HOST,
-    MULTIPART_CONTENT_TYPE,
-    ROOT,
-    Server,
-    descendants,
-    free_port,
-    install_cleanup,
-    multipart_body,
-)
+from harness import HOST, MULTIPART_CONTENT_TYPE, ROOT, Server, descendants, free_port, install_cleanup, multipart_body
 
 #: The issue's targets.
 TARGET_P99_MS = 250.0

@@ -1,15 +1,18 @@
 """What the benchmark scripts share beyond the harness: model paths, MNIST payloads, hey, the report file.
 
-Servers, processes and HTTP come from the shared ``harness`` package (the tests use it too); its
-names are re-exported here for the scripts that import them from ``benchmarks.common``.
+Servers, processes and HTTP come from the shared ``harness`` package (the tests use it too): import
+them from there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,53 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import (
-    BOUNDARY,
-    HOST,
-    MULTIPART_CONTENT_TYPE,
-    ROOT,
-    CpuMeter,
-    ProcessMemory,
-    Server,
-    ServiceServer,
-    busy_cores,
-    busy_ticks,
-    descendants,
-    free_port,
-    http_status,
-    install_cleanup,
-    multipart_body,
-    post,
-    process_memory,
-    service_argv,
-    spawn,
-    started,
-    terminate,
-)
-
-__all__ = [
-    "BOUNDARY",
-    "HOST",
-    "MULTIPART_CONTENT_TYPE",
-    "ROOT",
-    "CpuMeter",
-    "ProcessMemory",
-    "Server",
-    "ServiceServer",
-    "busy_cores",
-    "busy_ticks",
-    "descendants",
-    "free_port",
-    "http_status",
-    "install_cleanup",
-    "multipart_body",
-    "post",
-    "process_memory",
-    "service_argv",
-    "spawn",
-    "started",
-    "terminate",
-]
+from harness import MULTIPART_CONTENT_TYPE, ROOT, spawn, terminate
 
 MODELS_DIR = ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "mnist-improved.onnx"
@@ -85,6 +42,17 @@ def service_default_model() -> Path:
     except ImportError:  # the service is not there (yet): what the issue says it defaults to
         return default_model_path()
     return Path(service_default)
+
+
+def run_facts(script: str, model: Path) -> dict[str, str]:
+    """What a results file says first: when, the command that made it, and which model (with its hash)."""
+    model_path = model.resolve()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python " + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]]),
+        "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+    }
 
 
 # --------------------------------------------------------------------------- payloads

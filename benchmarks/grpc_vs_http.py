@@ -25,20 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import (  # noqa: E402
-    HOST,
-    Server,
-    free_port,
-    git_commit,
-    install_cleanup,
-    machine,
-    started,
-    update_section,
-)
+from benchmarks.common import git_commit, machine, update_section  # noqa: E402
+from harness import HOST, ROOT, Server, free_port, install_cleanup, started  # noqa: E402
 
 MODEL = "mnist-improved"
 BATCHES = (1, 64)

@@ -26,30 +26,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    # `python benchmarks/hotspots.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.hotspots` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.common import (
-    ROOT,
-    Server,
-    free_port,
     git_commit,
     hey_command,
-    install_cleanup,
     load_average,
     load_test_digits,
     machine,
-    multipart_body,
     parse_hey,
     require_hey,
     service_default_model,
-    spawn,
-    terminate,
     update_section,
 )
 from benchmarks.targets import Target, parse_env
+from harness import ROOT, Server, free_port, install_cleanup, multipart_body, spawn, terminate
 
 #: Where a frame's file lives -> what part of the stack it is. First match wins.
 AREAS: list[tuple[str, str]] = [

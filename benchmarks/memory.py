@@ -33,21 +33,11 @@ from typing import Any
 
 import numpy as np
 
-if __package__ in (None, ""):
-    # `python benchmarks/memory.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.memory` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import (
-    HOST,
-    MULTIPART_CONTENT_TYPE,
-    Server,
-    free_port,
-    install_cleanup,
-    load_test_digits,
-    multipart_body,
-    service_default_model,
-)
+from benchmarks.common import load_test_digits, service_default_model
+from harness import HOST, MULTIPART_CONTENT_TYPE, Server, free_port, install_cleanup, multipart_body
 
 
 def worker_memory(server: Server) -> dict[int, dict[str, float]]:

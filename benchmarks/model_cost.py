@@ -23,9 +23,7 @@ import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
 ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # `python benchmarks/model_cost.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.model_cost` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 

@@ -23,12 +23,9 @@ max-softmax baseline), with no threshold. No TensorFlow is needed.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,11 +35,12 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks import realworld, styles  # noqa: E402
+from benchmarks.common import run_facts  # noqa: E402
+from harness import ROOT  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 from service.preprocess import image_to_input  # noqa: E402
 from training import calibrate, negatives  # noqa: E402
@@ -357,13 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     print(json.dumps({k: v for k, v in results.items() if k in ("mnist", "separation")}, indent=1))
     print(f"held-out refused {pooled(results['held_out']['kinds']):.2%}")  # type: ignore[index]
-    model_path = args.model.resolve()
     model = Model(args.model)
     summary = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/open_set.py", *sys.argv[1:]]),
-        "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
-        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+        **run_facts("benchmarks/open_set.py", args.model),
         "threshold": f"{model.threshold:.4g}" if model.open_set else "none (max-softmax score, nothing refused)",
         "temperature": f"{model.temperature:.4g}",
         "machine": f"{platform.machine()} with {os.cpu_count()} CPU cores",

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    # `python benchmarks/page_size.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.page_size` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks.canvas import BRUSH, FILL, canvas_png, centre_lines
-from benchmarks.common import ROOT, git_commit, machine, service_default_model, update_section
+from benchmarks.common import git_commit, machine, service_default_model, update_section
+from harness import ROOT
 
 SIZES = (560, 280, 196, 140, 112, 84, 56, 28)
 #: The page's canvas today, at devicePixelRatio 1: what the other sizes are compared with.

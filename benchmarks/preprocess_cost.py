@@ -32,10 +32,10 @@ from types import ModuleType
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from harness import ROOT  # noqa: E402
 from service import preprocess  # noqa: E402
 from service.errors import ServiceError  # noqa: E402
 

@@ -15,13 +15,10 @@ test accuracy is what the preprocessing loses.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import hashlib
 import json
 import multiprocessing
 import os
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -35,11 +32,10 @@ import onnxruntime as ort
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # `python benchmarks/realworld.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.realworld` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks.common import run_facts  # noqa: E402
 from benchmarks.styles import (  # noqa: E402
     SAMPLE_BYTES,
     SAMPLE_SCALE,
@@ -281,12 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.markdown is not None:
-        model_path = args.model.resolve()
         summary = {
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/realworld.py", *sys.argv[1:]]),
-            "model": str(model_path.relative_to(ROOT)) if model_path.is_relative_to(ROOT) else model_path.name,
-            "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()[:16],
+            **run_facts("benchmarks/realworld.py", args.model),
             "mnist_accuracy": f"{mnist_accuracy:.2%}",
             "machine": f"{platform.machine()} with {os.cpu_count()} CPU cores, {args.jobs} style(s) at a time",
         }

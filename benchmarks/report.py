@@ -8,7 +8,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import ROOT, git_commit, machine, service_default_model
+from benchmarks.common import git_commit, machine, service_default_model
 from benchmarks.inputs import Cost, Input
 from benchmarks.runner import QUIET_CORES
 from benchmarks.summary import (
@@ -24,6 +24,7 @@ from benchmarks.summary import (
     verdict,
 )
 from benchmarks.targets import BARE, FLOOR, OBVIOUS
+from harness import ROOT
 
 
 def display_path(path: Path) -> str:

@@ -39,25 +39,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):
-    # `python benchmarks/run.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.run` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import (
-    ROOT,
-    install_cleanup,
-    load_average,
-    load_test_digits,
-    multipart_body,
-    require_hey,
-    update_section,
-)
+from benchmarks.common import load_average, load_test_digits, require_hey, update_section
 from benchmarks.inputs import KINDS, decode_costs, real_inputs
 from benchmarks.report import Measured, display_path, render
 from benchmarks.runner import QUIET_CORES, InProcessLimit, Run, log, run_target
 from benchmarks.summary import Summary
 from benchmarks.targets import FLOOR_WORKERS, REFERENCES, check_out, parse_env, parse_variant, targets_for
+from harness import ROOT, install_cleanup, multipart_body
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

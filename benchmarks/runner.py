@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import io
 import sys
 import time
@@ -16,19 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import (
-    MULTIPART_CONTENT_TYPE,
-    ROOT,
-    CpuMeter,
-    HeyResult,
-    ProcessMemory,
-    Server,
-    busy_cores,
-    free_port,
-    post,
-    run_hey,
-)
+from benchmarks.common import HeyResult, run_hey
 from benchmarks.targets import BARE, FLOOR, Target
+from harness import MULTIPART_CONTENT_TYPE, ROOT, CpuMeter, ProcessMemory, Server, busy_cores, free_port, post
 
 #: More CPU than this used by other processes during a run, in cores, and the run was not alone.
 QUIET_CORES = 0.25
@@ -245,24 +236,17 @@ def run_target(
             run.batch_check = check_answer(
                 port, "/predict/batch", files["batch"].read_bytes(), labels["batch"], floor=False
             )
-            url = server.url("/predict/batch")
-            if args.warmup > 0:
-                run_hey(
-                    url,
-                    files["batch"],
-                    duration_s=args.warmup,
-                    concurrency=args.batch_concurrency,
-                    cpus=args.hey_cpus,
-                    timeout_s=60,
-                )
-            run.batch, text = run_hey(
-                url,
+            load_batch = functools.partial(
+                run_hey,
+                server.url("/predict/batch"),
                 files["batch"],
-                duration_s=args.batch_duration,
                 concurrency=args.batch_concurrency,
                 cpus=args.hey_cpus,
                 timeout_s=60,
             )
+            if args.warmup > 0:
+                load_batch(duration_s=args.warmup)
+            run.batch, text = load_batch(duration_s=args.batch_duration)
             (log_dir / f"{target.name}-round{round_no}-batch.hey.txt").write_text(text)
         # VmHWM is a high-water mark: read once, at the end, it covers every load.
         run.memory = server.memory()

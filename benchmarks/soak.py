@@ -46,12 +46,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-if __package__ in (None, ""):
-    # `python benchmarks/soak.py`: import this checkout's packages (service, harness, benchmarks) as
-    # `python -m benchmarks.soak` from the repository root would, not from benchmarks/ itself.
+if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__init__.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from benchmarks.common import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
+from harness import HOST, ROOT, Server, free_port, install_cleanup  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "mnist_sample.npz"
 BOUNDARY = "soakboundary5c1f"

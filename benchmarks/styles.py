@@ -127,7 +127,11 @@ def canvas_white(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes
 def paper(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes, str]:
     """A clean scan: dark pen on white paper."""
     side = sized(rng, 200, 400, scale)
-    mask = place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng)
+    return scanned_paper(place(stroke_mask(digit, int(side * rng.uniform(0.5, 0.8))), side, side, rng), rng)
+
+
+def scanned_paper(mask: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """``mask`` (ink coverage, 0-1) in dark pen on white paper, scanned clean to a PNG."""
     ink = np.array([20, 25, 60], dtype=np.float32) * rng.uniform(0, 1.5)
     pixels = paint(mask, np.float32(rng.uniform(235, 255)), ink)
     pixels += rng.normal(0, 2, pixels.shape).astype(np.float32)
@@ -141,16 +145,30 @@ def phone_photo(digit: np.ndarray, rng: Rng, scale: float = 1.0) -> tuple[bytes,
         width, height = height, width
     size = int(min(width, height) * rng.uniform(0.3, 0.6))
     mask = place(stroke_mask(digit, size, level=rng.uniform(0.4, 0.6)), height, width, rng)
+    mask, light, cast = phone_optics(mask, rng)
+    paper_rgb = rng.uniform(200, 250) * cast
+    ink = random_colour(rng, 20, 90) * PHONE_INK_TINT
+    return phone_sensor(paint(mask, paper_rgb, ink) * light[..., None], rng)
+
+
+#: A phone photo's ink is a little bluer than the pen's colour: the white balance follows the paper.
+PHONE_INK_TINT = np.array([0.8, 0.8, 1.0], dtype=np.float32)
+
+
+def phone_optics(mask: np.ndarray, rng: Rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a phone's lens and light do to ``mask``: the mask blurred, the uneven light (H, W), the colour cast."""
+    height, width = mask.shape
     blurred = Image.fromarray(to_uint8(mask * 255)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
-    mask = np.asarray(blurred, dtype=np.float32) / 255
     ys = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
     xs = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
     gx, gy = rng.uniform(-0.15, 0.15, size=2)
     light = 0.85 + gx * xs + gy * ys - rng.uniform(0.05, 0.15) * (xs * xs + ys * ys) / 2
     cast = np.array([1.0, rng.uniform(0.92, 1.0), rng.uniform(0.75, 0.95)], dtype=np.float32)
-    paper_rgb = rng.uniform(200, 250) * cast
-    ink = random_colour(rng, 20, 90) * np.array([0.8, 0.8, 1.0], dtype=np.float32)
-    pixels = paint(mask, paper_rgb, ink) * light[..., None]
+    return np.asarray(blurred, dtype=np.float32) / 255, light, cast
+
+
+def phone_sensor(pixels: np.ndarray, rng: Rng) -> tuple[bytes, str]:
+    """The sensor's noise on a phone photo's ``pixels``, and the phone's JPEG at quality 70."""
     pixels += rng.normal(0, rng.uniform(2, 6), pixels.shape).astype(np.float32)
     return encode(Image.fromarray(to_uint8(pixels)), "JPEG", quality=70)
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import ROOT, default_model_path, service_argv, service_default_model
+from benchmarks.common import default_model_path, service_default_model
+from harness import ROOT, service_argv
 
 OBVIOUS, FLOOR, BARE = "obvious", "floor", "bare"
 REFERENCES = (OBVIOUS, FLOOR, BARE)

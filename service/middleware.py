@@ -170,11 +170,7 @@ class ServiceMiddleware:
                 if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
                     raise errors.Unauthorized(errors.MISSING_API_KEY)
                 if self.per_client and not path.startswith(PROBE_PATHS):
-                    if self.runtime.in_flight.get(client, 0) >= self.per_client:
-                        raise errors.TooManyRequests(
-                            errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1), retry_after=1
-                        )
-                    self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
+                    self.runtime.admit(client, self.per_client)
                     counted = True
                 lanes.RECEIVE.set(receive)  # so that a costly decode stops when the client leaves
                 async with asyncio.timeout(self.timeout):
@@ -201,11 +197,7 @@ class ServiceMiddleware:
             await render_error(path, 500, errors.INTERNAL_ERROR)(scope, receive, send_wrapper)
         finally:
             if counted:
-                remaining = self.runtime.in_flight[client] - 1
-                if remaining:
-                    self.runtime.in_flight[client] = remaining
-                else:
-                    del self.runtime.in_flight[client]
+                self.runtime.release(client)
             route_path = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             metrics.observe_request(route_path, method, status, elapsed)

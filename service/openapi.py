@@ -49,7 +49,9 @@ def error_responses(*codes: int, model: type[BaseModel] = ErrorResponse) -> dict
     return {code: {"model": model, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
 
 
-def _body_spec(field: str, multiple: bool, json_schemas: list[type[Any]]) -> dict[str, Any]:
+def files_body_spec(field: str, multiple: bool, json_schema: dict[str, Any]) -> dict[str, Any]:
+    """The request body of a route that takes image files: multipart ``field``, a raw image body (one
+    file only) or JSON of ``json_schema``."""
     binary = {"type": "string", "format": "binary"}
     file_schema = {"type": "array", "items": binary, "minItems": 1} if multiple else binary
     content: dict[str, Any] = {
@@ -60,7 +62,7 @@ def _body_spec(field: str, multiple: bool, json_schemas: list[type[Any]]) -> dic
     }
     if not multiple:
         content.update({kind: {"schema": binary} for kind in errors.SUPPORTED_IMAGE_TYPES})
-    content[JSON] = {"schema": {"oneOf": [model.model_json_schema() for model in json_schemas]}}
+    content[JSON] = {"schema": json_schema}
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -70,14 +72,16 @@ def pixels_schema() -> dict[str, Any]:
 
 
 def single_spec() -> dict[str, Any]:
-    spec = _body_spec("file", False, [ImageRequest, PixelsRequest])
+    schemas = [ImageRequest.model_json_schema(), PixelsRequest.model_json_schema()]
+    spec = files_body_spec("file", False, {"oneOf": schemas})
     json_schema = spec["requestBody"]["content"][JSON]["schema"]["oneOf"][1]
     json_schema["properties"]["pixels"] = pixels_schema()
     return spec
 
 
 def batch_spec() -> dict[str, Any]:
-    spec = _body_spec("files", True, [BatchImagesRequest, BatchPixelsRequest])
+    schemas = [BatchImagesRequest.model_json_schema(), BatchPixelsRequest.model_json_schema()]
+    spec = files_body_spec("files", True, {"oneOf": schemas})
     json_schema = spec["requestBody"]["content"][JSON]["schema"]["oneOf"][1]
     json_schema["properties"]["pixels"] = {"type": "array", "items": pixels_schema(), "minItems": 1}
     return spec

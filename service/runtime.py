@@ -45,6 +45,24 @@ class Runtime:
         if self.batcher is None or not self.ready:
             raise errors.Unavailable(errors.MODEL_NOT_READY)
 
+    def admit(self, client: str, limit: int) -> None:
+        """Count one more request in flight from ``client``: 429 if it has ``limit`` in flight already.
+
+        The HTTP middleware and the gRPC server share the count. Each admitted request is released once.
+        """
+        count = self.in_flight.get(client, 0)
+        if count >= limit:
+            raise errors.TooManyRequests(errors.RATE_LIMITED.format(limit=limit, retry_after=1), retry_after=1)
+        self.in_flight[client] = count + 1
+
+    def release(self, client: str) -> None:
+        """An admitted request from ``client`` has finished; a client with none left is forgotten."""
+        remaining = self.in_flight[client] - 1
+        if remaining:
+            self.in_flight[client] = remaining
+        else:
+            del self.in_flight[client]
+
     @property
     def strictness(self) -> float:
         """``is_digit`` is ``digit_score >= strictness``: DIGITS_STRICTNESS, else the model's own threshold."""

@@ -96,11 +96,8 @@ class Guard:
                 metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
                 if self.keys and not probe and not self.authorised(metadata):
                     raise errors.Unauthorized(errors.MISSING_API_KEY)
-                in_flight = self.runtime.in_flight
                 if self.per_client and not probe:
-                    if in_flight.get(client, 0) >= self.per_client:
-                        raise errors.TooManyRequests(errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1))
-                    in_flight[client] = in_flight.get(client, 0) + 1
+                    self.runtime.admit(client, self.per_client)
                     counted = True
                 try:
                     async with asyncio.timeout(self.timeout):
@@ -121,11 +118,7 @@ class Guard:
                 await context.abort(grpc.StatusCode.INTERNAL, errors.INTERNAL_ERROR)
             finally:
                 if counted:
-                    remaining = self.runtime.in_flight[client] - 1
-                    if remaining:
-                        self.runtime.in_flight[client] = remaining
-                    else:
-                        del self.runtime.in_flight[client]
+                    self.runtime.release(client)
                 elapsed = time.perf_counter() - started
                 metrics.observe_request(route, "GRPC", status, elapsed)
                 if access_log.isEnabledFor(logging.INFO):

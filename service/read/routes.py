@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service import errors
 from service.config import Settings
+from service.openapi import files_body_spec
 from service.read.reader import ReadWork, read, upload_box
 from service.read.schemas import Reading
-from service.responses import JSON, json_response
-from service.routes import ERROR_RESPONSES
+from service.responses import json_response
+from service.routes import ERROR_RESPONSES, PredictionRoute
 from service.runtime import Runtime, runtime_of
 from service.work import one_image, prediction
 
-router = APIRouter()
+#: A PredictionRoute, so that ``include_input`` is read as on /predict, by the same code.
+router = APIRouter(route_class=PredictionRoute)
 
 JSON_FORMS = '{"image": "<base64>"}'
 
@@ -29,7 +30,7 @@ async def read_work(request: Request, settings: Settings, open_set: bool) -> Rea
     return ReadWork(data, settings.max_image_pixels, open_set)
 
 
-async def answer_read(runtime: Runtime, request: Request) -> Response:
+async def answer_read(runtime: Runtime, request: Request, include_input: bool) -> Response:
     open_set = runtime.classifier is not None and runtime.classifier.open_set
     work = await read_work(request, runtime.settings, open_set)
     if runtime.pool is None or not runtime.ready:
@@ -40,7 +41,6 @@ async def answer_read(runtime: Runtime, request: Request) -> Response:
     inputs, probabilities, scores = await runtime.predict(lambda: images)
     lines = read(work, probabilities, scores)
     assert work.layout is not None and work.ink is not None and runtime.classifier is not None
-    include_input = request.query_params.get("include_input", "").lower() in ("1", "true", "yes", "on")
     chosen = [k for line in lines for k in line]
     formatted = (
         prediction(probabilities[chosen], scores[chosen], runtime.strictness, inputs[chosen] if include_input else None)
@@ -64,33 +64,25 @@ async def answer_read(runtime: Runtime, request: Request) -> Response:
     return json_response({"text": "\n".join(text), "digits": digits, "model_version": runtime.classifier.version})
 
 
-def _body_spec() -> dict[str, Any]:
-    binary = {"type": "string", "format": "binary"}
-    content: dict[str, Any] = {
-        "multipart/form-data": {
-            "schema": {"type": "object", "required": ["file"], "properties": {"file": binary}},
-            "encoding": {"file": {"contentType": ", ".join(errors.SUPPORTED_IMAGE_TYPES)}},
-        },
-        **{kind: {"schema": binary} for kind in errors.SUPPORTED_IMAGE_TYPES},
-        JSON: {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {"image": {"type": "string", "description": "Base64 of the image file's bytes."}},
-            }
-        },
-    }
-    return {"requestBody": {"required": True, "content": content}}
+#: /read's JSON form: one base64 image (it reads no pixel arrays).
+IMAGE_JSON = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {"image": {"type": "string", "description": "Base64 of the image file's bytes."}},
+}
 
 
 @router.post(
     "/read",
     response_model=Reading,
     responses=ERROR_RESPONSES,
-    openapi_extra=_body_spec(),
+    openapi_extra=files_body_spec("file", False, IMAGE_JSON),
     tags=["prediction"],
     summary="Read a written number",
 )
-async def read_number(request: Request) -> Response:
+async def read_number(
+    request: Request,
+    include_input: bool = Query(False, description="Also return the 28x28 image the model saw for each digit."),
+) -> Response:
     """Read every digit in one image (multipart ``file``, a raw image body, or JSON ``image``), in reading order."""
-    return await answer_read(runtime_of(request), request)
+    return await answer_read(runtime_of(request), request, include_input)

@@ -6,8 +6,8 @@ Errors come back as ``{"error": "..."}``, as the protocol defines them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -111,6 +111,47 @@ def inference_response(
 
 router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route)
 
+#: The work behind a model endpoint: the request, the model's name and the version asked for (None: any).
+ModelWork = Callable[[Request, str, str | None], Awaitable[Response]]
+Work = TypeVar("Work", bound=ModelWork)
+
+
+class Endpoint(NamedTuple):
+    """How one of a model endpoint's two paths is named and described in the schema."""
+
+    name: str  # the route's name, the stem of its OpenAPI operationId
+    summary: str
+    description: str
+
+
+def model_routes(
+    suffix: str, latest: Endpoint, versioned: Endpoint, *, method: str = "GET", **options: Any
+) -> Callable[[Work], Work]:
+    """Serve the decorated work at ``/models/{model_name}<suffix>`` and at its ``/versions/{model_version}`` twin.
+
+    The protocol gives every model endpoint both paths; the first passes version None. ``options``
+    go to FastAPI as they are (``response_model``, ``responses``...).
+    """
+
+    def register(work: Work) -> Work:
+        async def for_model(request: Request, model_name: str) -> Response:
+            return await work(request, model_name, None)
+
+        async def for_version(request: Request, model_name: str, model_version: str) -> Response:
+            return await work(request, model_name, model_version)
+
+        paths = (
+            ("/models/{model_name}" + suffix, for_model, latest),
+            ("/models/{model_name}/versions/{model_version}" + suffix, for_version, versioned),
+        )
+        for path, endpoint, (name, summary, description) in paths:
+            router.add_api_route(
+                path, endpoint, methods=[method], name=name, summary=summary, description=description, **options
+            )
+        return work
+
+    return register
+
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(request: Request) -> Response:
@@ -141,28 +182,17 @@ async def all_statistics(request: Request) -> Response:
     return await _statistics(request, None, None)
 
 
-@router.get(
-    "/models/{model_name}/stats",
+@model_routes(
+    "/stats",
+    Endpoint("model_statistics", "Model statistics", "The model's inference statistics."),
+    Endpoint(
+        "model_version_statistics",
+        "Model version statistics",
+        "The model's inference statistics, if it is served at that version.",
+    ),
     response_model=ModelStatisticsResponse,
     responses=NOT_FOUND,
-    summary="Model statistics",
 )
-async def model_statistics(request: Request, model_name: str) -> Response:
-    """The model's inference statistics."""
-    return await _statistics(request, model_name, None)
-
-
-@router.get(
-    "/models/{model_name}/versions/{model_version}/stats",
-    response_model=ModelStatisticsResponse,
-    responses=NOT_FOUND,
-    summary="Model version statistics",
-)
-async def model_version_statistics(request: Request, model_name: str, model_version: str) -> Response:
-    """The model's inference statistics, if it is served at that version."""
-    return await _statistics(request, model_name, model_version)
-
-
 async def _statistics(request: Request, model_name: str | None, version: str | None) -> Response:
     runtime = runtime_of(request)
     if model_name is None:
@@ -177,26 +207,22 @@ async def _statistics(request: Request, model_name: str | None, version: str | N
     return json_response({"model_stats": [stats.model_stats(name, version, values) for name in names]})
 
 
-@router.get(
-    "/models/{model_name}/config", response_model=ModelConfig, responses=NOT_FOUND, summary="Model configuration"
-)
-async def model_config(request: Request, model_name: str) -> Response:
-    """Triton's model configuration: platform, max_batch_size, inputs and outputs with data_type and dims."""
-    return _config(request, model_name, None)
-
-
-@router.get(
-    "/models/{model_name}/versions/{model_version}/config",
+@model_routes(
+    "/config",
+    Endpoint(
+        "model_config",
+        "Model configuration",
+        "Triton's model configuration: platform, max_batch_size, inputs and outputs with data_type and dims.",
+    ),
+    Endpoint(
+        "model_version_config",
+        "Model version configuration",
+        "The model's configuration, if it is served at that version.",
+    ),
     response_model=ModelConfig,
     responses=NOT_FOUND,
-    summary="Model version configuration",
 )
-async def model_version_config(request: Request, model_name: str, model_version: str) -> Response:
-    """The model's configuration, if it is served at that version."""
-    return _config(request, model_name, model_version)
-
-
-def _config(request: Request, model_name: str, version: str | None) -> Response:
+async def _config(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
     classifier, model = parse.served_model(runtime, model_name, version)
     return json_response(encode.model_config(model, classifier, runtime.settings))
@@ -211,6 +237,17 @@ async def repository_index(request: Request) -> Response:
     return json_response(encode.repository_index(runtime, only_ready))
 
 
+@model_routes(
+    "/ready",
+    Endpoint("model_ready", "Model readiness", "200 when the named model can serve; 404 for another name."),
+    Endpoint(
+        "model_version_ready",
+        "Model version readiness",
+        "200 when the named model at that version can serve; 404 for another name or version.",
+    ),
+    response_model=ModelReady,
+    responses=NOT_FOUND,
+)
 async def _model_ready(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
     _, model = parse.served_model(runtime, model_name, version)
@@ -218,45 +255,33 @@ async def _model_ready(request: Request, model_name: str, version: str | None) -
     return json_response({"name": model.name, "ready": True})
 
 
-@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=NOT_FOUND, summary="Model readiness")
-async def model_ready(request: Request, model_name: str) -> Response:
-    """200 when the named model can serve; 404 for another name."""
-    return await _model_ready(request, model_name, None)
-
-
-@router.get(
-    "/models/{model_name}/versions/{model_version}/ready",
-    response_model=ModelReady,
+@model_routes(
+    "",
+    Endpoint(
+        "model_metadata_route",
+        "Model metadata",
+        "The model's versions, platform, and input and output tensors (-1: any batch size).",
+    ),
+    Endpoint(
+        "model_version_metadata", "Model version metadata", "The model's metadata, if it is served at that version."
+    ),
+    response_model=ModelMetadata,
     responses=NOT_FOUND,
-    summary="Model version readiness",
 )
-async def model_version_ready(request: Request, model_name: str, model_version: str) -> Response:
-    """200 when the named model at that version can serve; 404 for another name or version."""
-    return await _model_ready(request, model_name, model_version)
-
-
-def _metadata(request: Request, model_name: str, version: str | None) -> Response:
+async def _metadata(request: Request, model_name: str, version: str | None) -> Response:
     classifier, model = parse.served_model(runtime_of(request), model_name, version)
     return json_response(encode.model_metadata(model, spec.protocol_version(classifier.version)))
 
 
-@router.get("/models/{model_name}", response_model=ModelMetadata, responses=NOT_FOUND, summary="Model metadata")
-async def model_metadata_route(request: Request, model_name: str) -> Response:
-    """The model's versions, platform, and input and output tensors (-1: any batch size)."""
-    return _metadata(request, model_name, None)
-
-
-@router.get(
-    "/models/{model_name}/versions/{model_version}",
-    response_model=ModelMetadata,
-    responses=NOT_FOUND,
-    summary="Model version metadata",
+@model_routes(
+    "/infer",
+    Endpoint("infer", "Inference", "Classify N images sent as one tensor, in JSON or with binary tensor data."),
+    Endpoint("infer_version", "Inference on a model version", "Inference, if the model is served at that version."),
+    method="POST",
+    response_model=InferenceResponse,
+    responses=INFER_RESPONSES,
+    openapi_extra=infer_spec(),
 )
-async def model_version_metadata(request: Request, model_name: str, model_version: str) -> Response:
-    """The model's metadata, if it is served at that version."""
-    return _metadata(request, model_name, model_version)
-
-
 async def _infer(request: Request, model_name: str, version: str | None) -> Response:
     runtime = runtime_of(request)
     classifier, model = parse.served_model(runtime, model_name, version)
@@ -284,30 +309,6 @@ async def _infer(request: Request, model_name: str, version: str | None) -> Resp
         raise
     timer.succeeded(len(probabilities))
     return response
-
-
-@router.post(
-    "/models/{model_name}/infer",
-    response_model=InferenceResponse,
-    responses=INFER_RESPONSES,
-    openapi_extra=infer_spec(),
-    summary="Inference",
-)
-async def infer(request: Request, model_name: str) -> Response:
-    """Classify N images sent as one tensor, in JSON or with binary tensor data."""
-    return await _infer(request, model_name, None)
-
-
-@router.post(
-    "/models/{model_name}/versions/{model_version}/infer",
-    response_model=InferenceResponse,
-    responses=INFER_RESPONSES,
-    openapi_extra=infer_spec(),
-    summary="Inference on a model version",
-)
-async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
-    """Inference, if the model is served at that version."""
-    return await _infer(request, model_name, model_version)
 
 
 # Last, so that it answers only what no route above does: unknown paths, and known paths with

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import ROOT
 from benchmarks.targets import check_out, parse_variant
+from harness import ROOT
 
 
 def test_variant_with_settings_and_a_commit() -> None:

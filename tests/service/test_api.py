@@ -1,4 +1,4 @@
-"""Every input form and every error of /predict and /predict/batch, through the real app."""
+"""Every input form and every error of /predict and /predict/batch (and /read's include_input), through the real app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,7 +107,7 @@ def test_json_pixels_used_as_given(client, mnist_sample) -> None:  # type: ignor
     ],
 )
 def test_include_input_is_read_as_fastapi_reads_a_bool_query(client, mnist_sample, query: str) -> None:  # type: ignore[no-untyped-def]
-    """The prediction routes skip FastAPI's routing: their one query parameter must still mean the same."""
+    """The prediction routes (and /read) skip FastAPI's routing: their one query parameter must still mean the same."""
     from fastapi import FastAPI, Query
     from fastapi.testclient import TestClient
 
@@ -119,11 +120,17 @@ def test_include_input_is_read_as_fastapi_reads_a_bool_query(client, mnist_sampl
     expected = TestClient(reference).get(f"/?{query}")
     images, _ = mnist_sample
     pixels = images[0].tolist()
-    for path, body in (("/predict", {"pixels": pixels}), ("/predict/batch", {"pixels": [pixels]})):
+    png = base64.b64encode(encode(images[0])).decode()
+    answers: dict[str, tuple[object, Callable[[Any], Any]]] = {
+        "/predict": ({"pixels": pixels}, lambda body: body),
+        "/predict/batch": ({"pixels": [pixels]}, lambda body: body["predictions"][0]),
+        "/read": ({"image": png}, lambda body: body["digits"][0]),
+    }
+    for path, (body, first) in answers.items():
         response = client.post(f"{path}?{query}", json=body)
         if expected.status_code == 200:
             assert response.status_code == 200, (path, response.text)
-            answer = response.json() if path == "/predict" else response.json()["predictions"][0]
+            answer = first(response.json())
             assert ("input" in answer) == expected.json()["include_input"], (path, query)
         else:
             assert response.status_code == expected.status_code == 422, (path, response.text)

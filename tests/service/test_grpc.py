@@ -28,7 +28,7 @@ from PIL import Image
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.common import HOST, free_port
+from harness import HOST, free_port
 from service import errors
 from service.v2 import messages, spec
 from tests.conftest import encode

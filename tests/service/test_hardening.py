@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.common import HOST
+from harness import HOST
 from service import errors
 from service.config import Settings
 from tests.conftest import encode
@@ -253,24 +253,31 @@ def test_a_body_that_never_arrives_times_out(hardened: LiveServer) -> None:
     assert TIMEOUT_S - 0.2 <= waited < TIMEOUT_S + 3, waited
 
 
-def test_slow_work_times_out_and_the_service_carries_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Preprocessing slower than the limit: 504 for that request, and the next one is answered."""
-    from fastapi.testclient import TestClient
-
+def slow_preprocessing(monkeypatch: pytest.MonkeyPatch, seconds: float) -> bytes:
+    """A PNG whose preprocessing takes ``seconds`` longer than any other image's (it ends in b"SLOW")."""
     from service import preprocess
-    from service.app import create_app
 
     real = preprocess.image_to_input
 
     def slow(data: bytes, max_pixels: int) -> Any:
         if data.endswith(b"SLOW"):
-            time.sleep(1.5)
+            time.sleep(seconds)
         return real(data, max_pixels)
 
     monkeypatch.setattr(preprocess, "image_to_input", slow)
+    return png() + b"SLOW"
+
+
+def test_slow_work_times_out_and_the_service_carries_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preprocessing slower than the limit: 504 for that request, and the next one is answered."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    slow_png = slow_preprocessing(monkeypatch, 1.5)
     with TestClient(create_app(Settings(workers=1, request_timeout_s=0.5))) as test_client:
         started = time.monotonic()
-        response = test_client.post("/predict", content=png() + b"SLOW", headers=PNG)
+        response = test_client.post("/predict", content=slow_png, headers=PNG)
         assert response.status_code == 504, response.text
         assert response.json() == {"detail": errors.REQUEST_TIMEOUT.format(seconds=0.5)}
         assert time.monotonic() - started < 1.4
@@ -294,18 +301,9 @@ def test_a_timeout_is_answered_alike_on_both_apis(monkeypatch: pytest.MonkeyPatc
     """A 504 carries Retry-After and is not counted as a refused input, on /predict as on /v2."""
     from fastapi.testclient import TestClient
 
-    from service import preprocess
     from service.app import create_app
 
-    real = preprocess.image_to_input
-
-    def slow(data: bytes, max_pixels: int) -> Any:
-        if data.endswith(b"SLOW"):
-            time.sleep(0.8)
-        return real(data, max_pixels)
-
-    monkeypatch.setattr(preprocess, "image_to_input", slow)
-    slow_png = png() + b"SLOW"
+    slow_png = slow_preprocessing(monkeypatch, 0.8)
     with TestClient(create_app(Settings(workers=1, request_timeout_s=0.3))) as test_client:
         name = test_client.get("/model").json()["name"]
         before = rejected_count(test_client, 504)

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from benchmarks.attack import normal_payloads
-from benchmarks.common import HOST, MULTIPART_CONTENT_TYPE, descendants, multipart_body
+from harness import HOST, MULTIPART_CONTENT_TYPE, descendants, multipart_body
 from service import errors
 from tests.conftest import encode
 from tests.service.live_server import LiveServer

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.common import HOST, free_port
+from harness import HOST, free_port
 from service import errors
 from service.config import DEFAULT_MODEL, Settings
 from tests.conftest import ROOT, encode

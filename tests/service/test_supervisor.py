@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from benchmarks.common import HOST, free_port
+from harness import HOST, free_port
 from service.supervisor import MAX_RESTART_DELAY_S, RESTART_DELAY_S, STABLE_AFTER_S, Backoff, Supervisor
 from tests.service.crashing_worker import dies_after_start
 
