@@ -49,7 +49,7 @@ def test_model_ready_and_metadata(server: Server) -> None:
         server.bytes_model: [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1, 1]}],
     }
     for model, model_inputs in inputs.items():
-        # Triton's integer version ("1"), and the model's own ("1.0.0-int8"), name the served version.
+        # Triton's integer version ("2"), and the model's own ("2.0.0-int8"), name the served version.
         for version in ("", server.v2_version, server.version):
             assert client.is_model_ready(model, version)
             metadata = client.get_model_metadata(model, version)
@@ -60,7 +60,7 @@ def test_model_ready_and_metadata(server: Server) -> None:
             assert metadata["inputs"] == model_inputs
             assert metadata["outputs"] == OUTPUTS
         assert server.http.get(f"/v2/models/{model}/ready").json() == {"name": model, "ready": True}
-    assert server.v2_version == "1" and server.version.startswith("1.")
+    assert server.v2_version == "2" and server.version.startswith("2.")
     assert not client.is_model_ready("no-such-model")
     assert not client.is_model_ready(server.model, "0.0.0-missing")
     assert not client.is_model_ready(server.model, "2")
