@@ -274,6 +274,7 @@ class Sample:
     truth: str
     work: ReadWork | None
     probabilities: np.ndarray | None
+    digit_scores: np.ndarray | None  # None for a model without an open-set output
     cpu_ms: float
 
 
@@ -291,7 +292,7 @@ def split_pool(split: str, total: int) -> np.ndarray:
 def text_of(sample: Sample, weights: Weights = DEFAULT) -> str | None:
     if sample.work is None or sample.probabilities is None:
         return None  # refused (422): read wrong
-    lines = read(sample.work, sample.probabilities, None, weights)
+    lines = read(sample.work, sample.probabilities, sample.digit_scores, weights)
     return "\n".join("".join(str(int(sample.probabilities[k].argmax())) for k in line) for line in lines)
 
 
@@ -307,15 +308,16 @@ def evaluate(kind: str, style: str, count: int, split: str, model_path: Path, da
         mask, truth = make_number(kind, pool, test.images, test.labels, rng, pen, int(rng.integers(*heights)))
         data, _ = painter(mask, rng)
         start = time.process_time()  # this process's CPU: the machine is shared
-        work: ReadWork | None = ReadWork(data, MAX_PIXELS)
-        probabilities = None
+        work: ReadWork | None = ReadWork(data, MAX_PIXELS, model.open_set)
+        probabilities = scores = None
         try:
             assert work is not None
-            probabilities = model.predict(work())
-            read(work, probabilities, None)
+            probabilities, scores = model.run(work())
+            scores = scores if model.open_set else None  # as /read: 1.0 for every mark, so no effect
+            read(work, probabilities, scores)
         except ServiceError:
             work = None
-        samples.append(Sample(truth, work, probabilities, 1000 * (time.process_time() - start)))
+        samples.append(Sample(truth, work, probabilities, scores, 1000 * (time.process_time() - start)))
     return samples
 
 

@@ -26,6 +26,7 @@ HELP = {
     "negatives": "generated negatives for training",
     "validation_negatives": "generated negatives for validation (calibration, threshold)",
     "max_training_seconds": "stop training after this many seconds, keeping the best checkpoint (0: never)",
+    "init_from": "fine-tune: start from the weights of this exported .onnx model of the same architecture",
     "save_keras": "also save the trained Keras model to this .keras path",
     "train_limit": "use only N training digits (0: all)",
     "data_dir": "directory of the MNIST IDX files (default: $MNIST_DATA_DIR, else download)",

@@ -71,6 +71,9 @@ class TrainConfig:
     #: shipped model's training must fit in 30 minutes on a shared 2-core machine.
     #: ``warmup_epochs`` then means a share ``warmup_epochs / epochs`` of this time.
     max_training_seconds: float | None = None
+    #: Start from the weights of this exported ONNX model of the same architecture instead of at
+    #: random (training.warmstart): outlier exposure as a fine-tune of a trained classifier.
+    init_from: str | None = None
     #: Also save the trained Keras model (logits) here, to re-export without retraining.
     save_keras: str | None = None
     #: Images held out from the end of the training set for validation.

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import calibrate, export, negatives, report
+from training import calibrate, export, negatives, report, warmstart
 from training import metadata as meta
 from training.config import TrainConfig
 from training.data import Mnist, Split, load_mnist
@@ -164,6 +164,9 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
         validation = _with_negatives(validation, open_set.validation)
     steps_per_epoch = max(1, len(train_split) // config.batch_size)
     model = build_model(config.model, config.dropout, bool(config.open_set))
+    if config.init_from:
+        sample = to_model_input(data.train.images[: warmstart.SAMPLE_IMAGES])
+        warmstart.load_exported_weights(model, Path(config.init_from), sample)
     model.summary(print_fn=log.info)
     model.compile(
         optimizer=keras.optimizers.Adam(make_learning_rate(config, steps_per_epoch)),
@@ -265,6 +268,8 @@ def finish(
     metadata["training"]["validation_images"] = len(data.validation)
     metadata["training"]["stopped_by_time_budget_after_epoch"] = stopped_by_budget
     metadata["training"]["steps_run"] = steps
+    if config.init_from:
+        metadata["training"]["init_from_sha256"] = export.sha256_bytes(Path(config.init_from).read_bytes())
     if open_set is not None and calibration is not None:
         metadata.update(open_set_metadata(config, data, open_set, calibration, logits))
     write_artefacts(Path(config.output_dir), config, onnx_bytes, metadata, history, metrics, data.test, probabilities)

@@ -20,12 +20,14 @@ class ReadWork:
 
     data: bytes
     max_pixels: int
+    #: The served model has a digit_score output (segment.atoms_of tries more cuts then).
+    open_set: bool = False
     ink: Ink | None = field(default=None, init=False)
     layout: Layout | None = field(default=None, init=False)
 
     def __call__(self) -> FloatArray:
         ink = ink_of(self.data, self.max_pixels)
-        layout = layout_of(ink.values)
+        layout = layout_of(ink.values, self.open_set)
         # The candidate holding every mark of a one-line image is framed exactly as /predict
         # frames the image: a single digit gets /predict's answer.
         whole = preprocess.to_mnist(ink.decoded) if any(c.whole for c in layout.candidates) else None

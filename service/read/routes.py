@@ -22,15 +22,16 @@ router = APIRouter()
 JSON_FORMS = '{"image": "<base64>"}'
 
 
-async def read_work(request: Request, settings: Settings) -> ReadWork:
+async def read_work(request: Request, settings: Settings, open_set: bool) -> ReadWork:
     """The image of a ``/read`` request, from whichever input form it uses (as ``/predict`` takes them)."""
     _, data = await one_image(request, settings, JSON_FORMS, ("image",))
     assert isinstance(data, bytes)
-    return ReadWork(data, settings.max_image_pixels)
+    return ReadWork(data, settings.max_image_pixels, open_set)
 
 
 async def answer_read(runtime: Runtime, request: Request) -> Response:
-    work = await read_work(request, runtime.settings)
+    open_set = runtime.classifier is not None and runtime.classifier.open_set
+    work = await read_work(request, runtime.settings, open_set)
     if runtime.pool is None or not runtime.ready:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
     # Segmenting a whole image is heavy work: off the batcher thread, so /predict's light

@@ -311,3 +311,34 @@ def test_components_match_a_flood_fill() -> None:
                 xs.max() + 1,
             )
             assert found.area[k] == len(ys)
+
+
+# --- Broken digits: the pieces of one digit are read once, on its line ---------------------------
+
+
+def broken(mnist_sample: tuple[np.ndarray, np.ndarray], label: int, nth: int, at: float, lift: int) -> np.ndarray:
+    """A digit (white on black) cut across at ``at`` of its height, its top piece lifted ``lift`` px off the rest."""
+    digit = digit_of(mnist_sample, label, nth)
+    cut = int(at * HEIGHT)
+    out = np.zeros((HEIGHT + lift, digit.shape[1]), np.uint8)
+    out[lift + cut + 3 :] = digit[cut + 3 :]
+    out[:cut] = digit[:cut]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("label", "nth", "at", "lift"),
+    [(digit, n, 0.2, lift) for digit in (5, 7) for n in (0, 1, 2) for lift in (12, 20)],
+)
+def test_a_broken_digit_is_one_digit_on_its_line(client, mnist_sample, label, nth, at, lift) -> None:  # type: ignore[no-untyped-def]
+    """Its top piece lifted off its body (a 5's bar, a 7's): not a line of its own above the number."""
+    piece = broken(mnist_sample, label, nth, at, lift)
+    left, right = digit_of(mnist_sample, 1), digit_of(mnist_sample, 3)
+    canvas = np.zeros((HEIGHT + 100, left.shape[1] + piece.shape[1] + right.shape[1] + 120), np.uint8)
+    x = 30
+    for part in (left, piece, right):
+        y = 40 + HEIGHT - part.shape[0]
+        canvas[y : y + part.shape[0], x : x + part.shape[1]] = part
+        x += part.shape[1] + 24
+    body = post_png(client, 255 - canvas).json()
+    assert body["text"] == f"1{label}3", body["text"]
