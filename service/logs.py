@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -17,6 +18,25 @@ import orjson
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a key.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message", "taskName"}
+
+
+#: Set by ServiceMiddleware when the client of the current request left before its answer was sent.
+#: A request runs in its own task, and uvicorn logs about it in that task after the app returns, so
+#: the value set while answering is still the one that task sees.
+CLIENT_LEFT: ContextVar[bool] = ContextVar("client_left", default=False)
+#: What uvicorn's httptools protocol logs at error level when the app returns mid-answer. It says so
+#: too when a pipelined request's client left (uvicorn marks only the newest request disconnected).
+UNFINISHED_ANSWER = "ASGI callable returned without completing response."
+
+
+class ClientLeftFilter(logging.Filter):
+    """Drops uvicorn's unfinished-answer error for a request whose client left: that is no bug of ours.
+
+    The middleware has already counted the request, and logged it as 499, once.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == UNFINISHED_ANSWER and CLIENT_LEFT.get())
 
 
 def timestamp(seconds: float) -> str:
@@ -49,6 +69,7 @@ def log_config(level: str, json_lines: bool, access: bool) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"client_left": {"()": "service.logs.ClientLeftFilter"}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
         },
@@ -56,7 +77,7 @@ def log_config(level: str, json_lines: bool, access: bool) -> dict[str, Any]:
             "service": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "service.access": {"level": "INFO" if access else "WARNING"},
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.error": {"level": level.upper(), "filters": ["client_left"]},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
     }

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 
 from service import errors, lanes, metrics
+from service.logs import CLIENT_LEFT
 from service.responses import render_error, service_error_response
 from service.runtime import Runtime
 
@@ -78,6 +79,20 @@ def conformance_error(scope: Scope, headers: dict[bytes, bytes]) -> errors.Servi
     return None
 
 
+#: What nginx logs for "client closed request": the client left before its exchange was complete.
+CLIENT_CLOSED = 499
+#: uvloop's error for a write on a transport whose connection is gone (``UVHandle._ensure_alive``).
+#: uvicorn's httptools protocol marks only the connection's newest request as disconnected, so a
+#: pipelined request that is still being answered when the client leaves writes to a closed
+#: transport, and uvloop raises RuntimeError (the asyncio loop drops the write without raising).
+UVLOOP_CLOSED = "the handler is closed"
+
+
+def client_left(exc: Exception) -> bool:
+    """Whether the server's ``send`` failed because the client's connection is gone, not a bug of ours."""
+    return isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and UVLOOP_CLOSED in str(exc))
+
+
 _REQUEST_IDS = itertools.count(1)
 _ID_PREFIX = f"{random.getrandbits(48):012x}"
 
@@ -136,36 +151,47 @@ class ServiceMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             elif head and message["type"] == "http.response.body":
                 message = {"type": "http.response.body", "body": b"", "more_body": message.get("more_body", False)}
-            await send(message)
+            try:
+                await send(message)
+            except Exception as exc:
+                if not client_left(exc):
+                    raise
+                # Raised through the app as Starlette does for an OSError on send, so that its work
+                # stops and the handler below logs the request as the client's leaving.
+                raise ClientDisconnect() from exc
 
         client = (scope.get("client") or ("unknown", 0))[0]
         counted = False
         try:
-            if refusal := conformance_error(scope, headers):
-                raise refusal
-            if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
-                raise errors.Unauthorized(errors.MISSING_API_KEY)
-            if self.per_client and not path.startswith(PROBE_PATHS):
-                if self.runtime.in_flight.get(client, 0) >= self.per_client:
-                    raise errors.TooManyRequests(
-                        errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1), retry_after=1
-                    )
-                self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
-                counted = True
-            lanes.RECEIVE.set(receive)  # so that a costly decode stops when the client leaves
-            async with asyncio.timeout(self.timeout):
-                await self.app(scope, receive, send_wrapper)
-        except errors.ServiceError as exc:
-            if not response_started:
-                await service_error_response(path, exc)(scope, receive, send_wrapper)
-        except TimeoutError:
-            if not response_started:
-                message = errors.REQUEST_TIMEOUT.format(seconds=self.timeout)
-                await render_error(path, 504, message)(scope, receive, send_wrapper)
+            # Nested: the client may be gone by the time an error answer is written, too.
+            try:
+                if refusal := conformance_error(scope, headers):
+                    raise refusal
+                if self.keys and not path.startswith(OPEN_PATHS) and path != "/" and not self._authorised(headers):
+                    raise errors.Unauthorized(errors.MISSING_API_KEY)
+                if self.per_client and not path.startswith(PROBE_PATHS):
+                    if self.runtime.in_flight.get(client, 0) >= self.per_client:
+                        raise errors.TooManyRequests(
+                            errors.RATE_LIMITED.format(limit=self.per_client, retry_after=1), retry_after=1
+                        )
+                    self.runtime.in_flight[client] = self.runtime.in_flight.get(client, 0) + 1
+                    counted = True
+                lanes.RECEIVE.set(receive)  # so that a costly decode stops when the client leaves
+                async with asyncio.timeout(self.timeout):
+                    await self.app(scope, receive, send_wrapper)
+            except errors.ServiceError as exc:
+                if not response_started:
+                    await service_error_response(path, exc)(scope, receive, send_wrapper)
+            except TimeoutError:
+                if not response_started:
+                    message = errors.REQUEST_TIMEOUT.format(seconds=self.timeout)
+                    await render_error(path, 504, message)(scope, receive, send_wrapper)
         except ClientDisconnect:
-            # The client left before sending its whole body: nobody to answer, and not an error of ours.
-            # 499 is the status proxies log for this (nginx's "client closed request").
-            status = 499
+            # The client left before sending its whole body, or before receiving the whole answer:
+            # nobody to answer, and not an error of ours.
+            status = CLIENT_CLOSED
+            CLIENT_LEFT.set(True)
+            log.debug("client left before the end of %s %s", method, path, extra={"request_id": request_id})
         except Exception:
             # A bug. Answered here rather than by Starlette's outermost handler, so that the 500 carries
             # the request id and the security headers, and the logged traceback carries the request id.

@@ -98,7 +98,8 @@ def load_exported_weights(model: keras.Model, path: Path, sample: np.ndarray) ->
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def _check_start(model: keras.Model, graph: onnx.GraphProto, path: Path, sample: np.ndarray) -> None:
