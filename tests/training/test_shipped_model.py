@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 MODELS = ROOT / "models"
 SHIPPED = MODELS / "mnist-improved.onnx"
 #: MNIST test accuracy the shipped improved models must keep.
-SHIPPED_FLOOR = 0.995
+SHIPPED_FLOOR = 0.996
 
 
 def metadata(path: Path) -> dict:  # type: ignore[type-arg]
@@ -38,8 +38,7 @@ def test_metadata_documents_the_contract(name: str) -> None:
     ]
     assert meta["open_set"]["output"] == "digit_score" and 0 < meta["open_set"]["threshold"] <= 0.5
     assert meta["calibration"]["temperature"] > 0
-    # The open-set model's floor as shipped (99.52% fp32, 99.53% int8). Issue 13's target is 99.6%,
-    # not met yet: this gate says what ships, the model card and README say what is missing.
+    # Issue 13's floor for the served model (the shipped open-set model: 99.70% fp32, 99.69% int8).
     assert meta["metrics"]["test"]["accuracy"] >= SHIPPED_FLOOR
     if "parity" in meta:
         assert meta["parity"]["max_abs_diff"] <= 1e-4
@@ -59,13 +58,18 @@ def test_onnx_graph_has_the_contracts_outputs(name: str, mnist_sample: tuple[np.
     probabilities, score = session.run(None, {"image": (images[:100, :, :, None] / 255).astype(np.float32)})
     np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
     assert np.mean(probabilities.argmax(1) == labels[:100]) >= 0.98
-    # Real digits are digits; a filled square and a hatched patch are not (marks[0], empty, is never sent:
-    # the service answers 422 first).
-    assert np.mean(score >= metadata(MODELS / f"{name}.onnx")["open_set"]["threshold"]) >= 0.98
-    marks = np.zeros((3, 28, 28, 1), np.float32)
-    marks[1, 4:24, 4:24] = 1
-    marks[2, 4:24:4, 4:24] = 1
-    assert np.all(session.run(["digit_score"], {"image": marks})[0][1:] < 0.5)
+    # Real digits are digits; a filled square is not, nor are the held-out non-digits that training
+    # never saw (training.negatives draws them; without the held-out fonts, shapes only).
+    threshold = metadata(MODELS / f"{name}.onnx")["open_set"]["threshold"]
+    assert np.mean(score >= threshold) >= 0.98
+    square = np.zeros((1, 28, 28, 1), np.float32)
+    square[0, 4:24, 4:24] = 1
+    assert session.run(["digit_score"], {"image": square})[0][0] < threshold
+    from training.negatives import generate
+
+    held_out = generate(60, seed=7, held_out=True).images
+    (held_out_score,) = session.run(["digit_score"], {"image": (held_out[..., None] / 255).astype(np.float32)})
+    assert np.mean(held_out_score < threshold) >= 0.85
 
 
 @pytest.mark.mnist
