@@ -109,6 +109,19 @@ def _provenance(meta: dict[str, Any]) -> str:
 MEASURED_MARKER = "<!-- Measured by the benchmarks: kept as is when training rewrites the card. -->"
 
 
+def _kept(training: dict[str, Any]) -> str:
+    if training["schedule"] == "time":
+        return "the last weights, at the end of the time schedule's decay"
+    return f"best on validation: {training['best_epoch']}"
+
+
+def _start(training: dict[str, Any]) -> list[str]:
+    if not training.get("init_from"):
+        return []
+    sha = training.get("init_from_sha256", "")[:16]
+    return [f"- fine-tuned from `{training['init_from']}` (sha256 `{sha}…`), not trained from scratch"]
+
+
 def _outputs(meta: dict[str, Any]) -> str:
     shapes = ", ".join(f"`{o['name']}` [{', '.join(map(str, o['shape']))}]" for o in meta["outputs"])
     return f"- ONNX opset {meta['opset']}, input `image` [N, 28, 28, 1] float32, outputs {shapes}"
@@ -169,10 +182,11 @@ def write_model_card(output_dir: Path) -> Path:
             "",
             f"- version {meta['version']}, created {meta['created']}, sha256 `{meta['sha256'][:16]}…`",
             _outputs(meta),
-            f"- {training['epochs_run']} epochs (best on validation: {training['best_epoch']}), batch "
+            f"- {training['epochs_run']} epochs ({_kept(training)}), batch "
             f"{training['batch_size']}, learning rate {training['learning_rate']} ({training['schedule']}), "
             f"augmentation {'on' if training['augment'] else 'off'}, seed {training['seed']}",
             f"- trained in {training['training_seconds'] / 60:.1f} min on {training['machine']}",
+            *_start(training),
             _provenance(meta),
             *_open_set(meta),
             "",
@@ -191,6 +205,14 @@ def write_model_card(output_dir: Path) -> Path:
                 f"![misclassified digits]({name}-misclassified.png)",
                 "",
             ]
+            if (output_dir / f"{name}-reliability.png").exists():
+                lines += [
+                    "Reliability diagram on MNIST test, before and after the temperature, drawn by",
+                    "`benchmarks/open_set.py` (its figures: [docs/open-set.md](../docs/open-set.md)):",
+                    "",
+                    f"![reliability diagram]({name}-reliability.png)",
+                    "",
+                ]
     path = output_dir / "MODEL_CARD.md"
     kept = ""
     if path.exists() and MEASURED_MARKER in path.read_text():

@@ -59,11 +59,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         live.stop()
 
 
-def batch_probabilities(server: Server, images: np.ndarray) -> np.ndarray:
+def batch_predictions(server: Server, images: np.ndarray) -> list[dict[str, Any]]:
     """What /predict/batch says for the same pixels (uint8 N x 28 x 28)."""
     response = server.http.post("/predict/batch", json={"pixels": images.tolist()})
     assert response.status_code == 200, response.text
-    return np.array([p["probabilities"] for p in response.json()["predictions"]])
+    predictions: list[dict[str, Any]] = response.json()["predictions"]
+    return predictions
+
+
+def batch_probabilities(server: Server, images: np.ndarray) -> np.ndarray:
+    return np.array([p["probabilities"] for p in batch_predictions(server, images)])
+
+
+def assert_open_set_agrees(is_digit: np.ndarray, digit_score: np.ndarray, predictions: list[dict[str, Any]]) -> None:
+    """v2's is_digit and digit_score say what /predict/batch says of the same images."""
+    assert is_digit.dtype == np.bool_ and is_digit.shape == (len(predictions),)
+    assert digit_score.dtype == np.float32 and digit_score.shape == (len(predictions),)
+    assert is_digit.tolist() == [p["is_digit"] for p in predictions]
+    np.testing.assert_allclose(digit_score, [p["digit_score"] for p in predictions], atol=1e-5)
 
 
 def model_input(images: np.ndarray) -> np.ndarray:

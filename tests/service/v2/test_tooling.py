@@ -188,9 +188,10 @@ def test_served_model_resolution_for_every_transport() -> None:
     runtime = Runtime(settings, classifier=Classifier(settings.model_path))
     assert runtime.classifier is not None
     name, full = runtime.classifier.name, runtime.classifier.version
-    for version in (None, "", "1", full):
+    major = full.split(".")[0]  # Triton's integer version
+    for version in (None, "", major, full):
         assert parse.served_model(runtime, name + spec.BYTES_SUFFIX, version)[1].inputs == (spec.IMAGE_BYTES_TENSOR,)
-    for model, version in (("stats", None), (name, "2"), (name, "1.0")):
+    for model, version in (("stats", None), (name, str(int(major) + 1)), (name, f"{major}.0")):
         with pytest.raises(errors.NotFound):
             parse.served_model(runtime, model, version)
     with pytest.raises(errors.Unavailable):
