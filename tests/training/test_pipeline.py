@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,8 +15,17 @@ from tests.conftest import DATA  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import Mnist, Split  # noqa: E402
 
+#: The settings that keep a one-epoch run on the committed sample to seconds.
+TINY_RUN: dict[str, Any] = {
+    "epochs": 1,
+    "batch_size": 32,
+    "parity_images": 25,
+    "negatives": 40,
+    "validation_negatives": 30,
+    "extra": {"quiet": True},
+}
 
-@pytest.fixture(scope="module")
+
 def tiny_mnist() -> Mnist:
     with np.load(DATA / "mnist_sample.npz") as data:
         images, labels = data["images"], data["labels"]
@@ -27,23 +37,14 @@ def tiny_mnist() -> Mnist:
 
 
 @pytest.mark.parametrize("architecture", ["baseline", "improved"])
-def test_one_epoch_exports_a_verified_model(tmp_path: Path, tiny_mnist: Mnist, architecture: str) -> None:
+def test_one_epoch_exports_a_verified_model(tmp_path: Path, architecture: str) -> None:
     import onnxruntime as ort
 
     from training.export import INPUT_NAME, OUTPUT_NAME, SCORE_NAME
     from training.train import train
 
-    config = TrainConfig(
-        model=architecture,
-        epochs=1,
-        batch_size=32,
-        output_dir=str(tmp_path),
-        parity_images=25,
-        negatives=40,
-        validation_negatives=30,
-        extra={"quiet": True},
-    )
-    metadata = train(config, data=tiny_mnist)
+    config = TrainConfig(model=architecture, output_dir=str(tmp_path), **TINY_RUN)
+    metadata = train(config, data=tiny_mnist())
 
     onnx_path = tmp_path / f"mnist-{architecture}.onnx"
     written = json.loads((tmp_path / f"mnist-{architecture}.json").read_text())

@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from tests.conftest import DATA  # noqa: E402
-from training.data import Mnist, Split  # noqa: E402
 
 BASE = Path(__file__).resolve().parents[2] / "training" / "base" / "mnist-improved-1.0.0.onnx"
 
@@ -55,29 +54,20 @@ def test_another_architecture_is_refused(sample: tuple[np.ndarray, np.ndarray]) 
 
 
 def test_training_with_init_from_records_its_start(tmp_path: Path, sample: tuple[np.ndarray, np.ndarray]) -> None:
+    from tests.training.test_pipeline import TINY_RUN, tiny_mnist
     from training.config import TrainConfig
     from training.export import sha256_bytes
     from training.train import train
 
-    with np.load(DATA / "mnist_sample.npz") as data:
-        images, labels = data["images"], data["labels"]
-    tiny = Mnist(
-        Split(images[:150], labels[:150]), Split(images[150:175], labels[150:175]), Split(images[175:], labels[175:])
-    )
     config = TrainConfig(
         model="improved",
-        epochs=1,
-        batch_size=32,
         learning_rate=1e-4,
         schedule="cosine",
         init_from=str(BASE),
         output_dir=str(tmp_path),
-        parity_images=25,
-        negatives=40,
-        validation_negatives=30,
-        extra={"quiet": True},
+        **TINY_RUN,
     )
-    metadata = train(config, data=tiny)
+    metadata = train(config, data=tiny_mnist())
     written = json.loads((tmp_path / "mnist-improved.json").read_text())
     assert written["training"]["init_from"] == str(BASE)
     assert written["training"]["init_from_sha256"] == sha256_bytes(BASE.read_bytes())
