@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from service.errors import NO_DIGIT, InvalidInput
 from service.read.components import Components, label
+from service.read.gaps import groups_of, ink_gaps
 from service.read.ink import STRONG, FloatArray, frame
 from service.read.lines import lines_of
 
@@ -64,6 +65,9 @@ MIN_PIECE_AREA: Final = 0.12
 MAX_SPAN: Final = 3
 #: ... and of at most this many atoms (pieces of cut marks).
 MAX_RUN_ATOMS: Final = 8
+#: Marks whose ink is at most this share of their line's height apart count as one mark for
+#: MAX_SPAN (a fine pen's stroke fades out in places: its digits fall in 3-5 pieces).
+NEAR_PIECES: Final = 0.06
 #: Most candidates classified for one image (each costs ~0.3 ms to frame and ~0.1 ms to run).
 #: Past this, longer spans are dropped, then shorter ones; 8 digits in a line make about 30.
 MAX_CANDIDATES: Final = 384
@@ -98,6 +102,8 @@ class Layout:
     lines: list[list[Atom]]
     heights: list[float]  # each line's typical mark height
     labels: NDArray[np.int32]  # the marks' label image
+    #: Gap in px between the ink of two marks (lower label first) of one line, when their boxes are near.
+    gaps: dict[tuple[int, int], float] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
     images: FloatArray = field(default_factory=lambda: np.zeros((0, 28, 28), np.float32))
 
@@ -314,12 +320,14 @@ def layout_of(values: FloatArray, open_set: bool = False) -> Layout:
         atoms = atoms_of(marks, values, line, max(budget, len(line)), heights[-1], open_set)
         budget -= len(atoms)
         atom_lines.append(atoms)
-    layout = Layout(atom_lines, heights, marks.labels)
+    layout = Layout(atom_lines, heights, marks.labels, ink_gaps(marks, lines, heights))
+    height_of = {k: height for line, height in zip(lines, heights, strict=True) for k in line}
+    group = groups_of(marks.count, layout.gaps, height_of, NEAR_PIECES)
     span = MAX_SPAN
-    runs = [_runs(atoms, span) for atoms in atom_lines]
+    runs = [_runs(atoms, span, group) for atoms in atom_lines]
     while span > 1 and sum(map(len, runs)) > MAX_CANDIDATES:
         span -= 1
-        runs = [_runs(atoms, span) for atoms in atom_lines]
+        runs = [_runs(atoms, span, group) for atoms in atom_lines]
     one_line = len(atom_lines) == 1
     for index, (atoms, line_runs) in enumerate(zip(atom_lines, runs, strict=True)):
         for first, last in line_runs:
@@ -331,13 +339,17 @@ def layout_of(values: FloatArray, open_set: bool = False) -> Layout:
     return layout
 
 
-def _runs(atoms: list[Atom], span: int) -> list[tuple[int, int]]:
-    """Runs [first, last) of consecutive atoms that touch at most ``span`` marks (a mark's pieces count once)."""
+def _runs(atoms: list[Atom], span: int, group: list[int]) -> list[tuple[int, int]]:
+    """Runs [first, last) of consecutive atoms that touch at most ``span`` groups of marks.
+
+    A mark's pieces count once, and so do marks that nearly touch (``group``): a fine pen's
+    digit in four pieces is still a candidate.
+    """
     runs = []
     for first in range(len(atoms)):
         marks: set[int] = set()
         for last in range(first + 1, min(len(atoms), first + MAX_RUN_ATOMS) + 1):
-            marks.add(atoms[last - 1].mark)
+            marks.add(group[atoms[last - 1].mark])
             if len(marks) > span:
                 break
             runs.append((first, last))
