@@ -49,10 +49,6 @@ class Weights:
     #: closed-set model, whose digit_score is 1.0). Dev split, open-set model: touching pairs
     #: 63.5% at 1.0, 65.0% at 3.0 (20 per style), numbers 91% at both (10 per style).
     digit_score_weight: float = 3.0
-    #: Between neighbours, a cost per share of the line's height that the gap between their
-    #: nearest marks' ink falls short of this: the pieces of one broken digit nearly touch.
-    split_gap: float = 0.0
-    split_cost: float = 0.0
 
 
 DEFAULT: Final = Weights()
@@ -119,11 +115,6 @@ def _boundary(layout: Layout, a: Candidate, b: Candidate, line_height: float, w:
     atoms = layout.lines[a.line]
     if atoms[a.last - 1].mark != atoms[b.first].mark:
         cost += w.gap_cost * max(0.0, w.min_gap + shared / max(line_height, 1.0))
-    if w.split_cost:
-        left = {atom.mark for atom in atoms[a.first : a.last]}
-        right = {atom.mark for atom in atoms[b.first : b.last]}
-        gap = min((layout.gaps.get((min(i, j), max(i, j)), np.inf) for i in left for j in right if i != j), default=np.inf)
-        cost += w.split_cost * max(0.0, w.split_gap - gap / max(line_height, 1.0))
     return cost
 
 

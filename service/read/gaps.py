@@ -3,8 +3,8 @@
 A fine pen's stroke fades out in places (its antialiased core falls to the background), and an
 erased band or a pen lift breaks a digit, so one digit can be several marks. Their pieces are a
 pen's width or two apart; separate digits are written a tenth of their height apart or more.
-The decoder (:mod:`service.read.decode`) pays a cost for reading two nearly touching marks as
-two digits.
+:mod:`service.read.segment` counts nearly touching marks as one for its span of candidates.
+(A decoder cost for reading two of them as two digits gained nothing on the dev split.)
 """
 
 from __future__ import annotations
