@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from service.errors import NO_DIGIT, InvalidInput
 from service.read.components import Components, label
+from service.read.gaps import groups_of, ink_gaps
 from service.read.ink import STRONG, FloatArray, frame
 from service.read.lines import lines_of
 
@@ -44,9 +45,11 @@ MAX_MARKS: Final = 96
 #: tries narrower marks (dev split, open-set model: touching 60.0 -> 63.5%, 20 per style;
 #: numbers 91% both ways, 10 per style). The closed-set model keeps the narrow gates: on the
 #: dev split the loose ones changed it within noise (touching 52.5 -> 53.5%, numbers 87% both).
+#: Open-set aspect 0.6 -> 0.5 (a narrow `11`, `19` is 0.55 wide for its height), with
+#: OPEN_SET_PIECE_AREA: dev touching 63.7 -> 65.3%, numbers unchanged.
 CUT_ASPECT: Final = 0.85
 CUT_WIDTH: Final = 0.75
-OPEN_SET_CUT_ASPECT: Final = 0.6
+OPEN_SET_CUT_ASPECT: Final = 0.5
 OPEN_SET_CUT_WIDTH: Final = 0.55
 #: Most cut paths per mark, and each cut's pieces at least this share of the mark's height wide.
 MAX_CUTS: Final = 4
@@ -59,11 +62,18 @@ CUT_DRIFT: Final = 0.1
 CUT_MAX_STROKES: Final = 1.5
 #: Each piece a cut leaves holds at least this share of the mark's ink pixels.
 MIN_PIECE_AREA: Final = 0.12
+#: ... with an open-set model, this share: a 1 cut off a 3's tail is a small piece, and the
+#: model's digit_score rejects a true sliver (dev, 30/style: touching 63.7 -> 65.3% with the
+#: 0.5 aspect gate, numbers 93.3% unchanged).
+OPEN_SET_PIECE_AREA: Final = 0.06
 #: Runs of consecutive atoms over up to this many marks are candidates: a digit in three strokes,
 #: or a digit broken by one cut and the next.
 MAX_SPAN: Final = 3
 #: ... and of at most this many atoms (pieces of cut marks).
 MAX_RUN_ATOMS: Final = 8
+#: Marks whose ink is at most this share of their line's height apart count as one mark for
+#: MAX_SPAN (a fine pen's stroke fades out in places: its digits fall in 3-5 pieces).
+NEAR_PIECES: Final = 0.06
 #: Most candidates classified for one image (each costs ~0.3 ms to frame and ~0.1 ms to run).
 #: Past this, longer spans are dropped, then shorter ones; 8 digits in a line make about 30.
 MAX_CANDIDATES: Final = 384
@@ -98,6 +108,8 @@ class Layout:
     lines: list[list[Atom]]
     heights: list[float]  # each line's typical mark height
     labels: NDArray[np.int32]  # the marks' label image
+    #: Gap in px between the ink of two marks (lower label first) of one line, when their boxes are near.
+    gaps: dict[tuple[int, int], float] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
     images: FloatArray = field(default_factory=lambda: np.zeros((0, 28, 28), np.float32))
 
@@ -243,7 +255,9 @@ def atoms_of(
             path = cut_path(ink, column, height)
             if float(ink[np.arange(height), path].sum()) <= most_ink:
                 paths.append(path + left)
-        pieces = _pieces(mark, own, paths, (top, bottom, left, right))
+        pieces = _pieces(
+            mark, own, paths, (top, bottom, left, right), OPEN_SET_PIECE_AREA if open_set else MIN_PIECE_AREA
+        )
         atoms.extend(pieces)
         budget -= len(pieces)
     centre = [(a.box[2] + a.box[3]) / 2 for a in atoms]
@@ -259,9 +273,13 @@ def stroke_width(mask: NDArray[np.bool_]) -> float:
 
 
 def _pieces(
-    mark: int, own: NDArray[np.bool_], paths: list[NDArray[np.int64]], box: tuple[int, int, int, int]
+    mark: int,
+    own: NDArray[np.bool_],
+    paths: list[NDArray[np.int64]],
+    box: tuple[int, int, int, int],
+    min_share: float = MIN_PIECE_AREA,
 ) -> list[Atom]:
-    """The pieces of a mark between its cut paths; a cut leaving a sliver (a stroke's tip) is dropped."""
+    """The pieces of a mark between its cut paths; a cut leaving a sliver (under ``min_share`` of its ink) goes."""
     top, bottom, left, right = box
     columns = np.arange(left, right)[None, :]
     for k in range(1, len(paths)):  # paths that cross would leave empty pieces
@@ -284,7 +302,7 @@ def _pieces(
             piece_box = (top + int(rows[0]), top + int(rows[-1]) + 1, left + int(cols[0]), left + int(cols[-1]) + 1)
             pieces.append(Atom(mark, start, end, piece_box, top))
         smallest = int(np.argmin(sizes))
-        if not paths or sizes[smallest] >= MIN_PIECE_AREA * area:
+        if not paths or sizes[smallest] >= min_share * area:
             break
         # Drop the cut on the sliver's side with the smaller neighbour: the sliver joins that one.
         if smallest == 0:
@@ -314,12 +332,14 @@ def layout_of(values: FloatArray, open_set: bool = False) -> Layout:
         atoms = atoms_of(marks, values, line, max(budget, len(line)), heights[-1], open_set)
         budget -= len(atoms)
         atom_lines.append(atoms)
-    layout = Layout(atom_lines, heights, marks.labels)
+    layout = Layout(atom_lines, heights, marks.labels, ink_gaps(marks, lines, heights))
+    height_of = {k: height for line, height in zip(lines, heights, strict=True) for k in line}
+    group = groups_of(marks.count, layout.gaps, height_of, NEAR_PIECES)
     span = MAX_SPAN
-    runs = [_runs(atoms, span) for atoms in atom_lines]
+    runs = [_runs(atoms, span, group) for atoms in atom_lines]
     while span > 1 and sum(map(len, runs)) > MAX_CANDIDATES:
         span -= 1
-        runs = [_runs(atoms, span) for atoms in atom_lines]
+        runs = [_runs(atoms, span, group) for atoms in atom_lines]
     one_line = len(atom_lines) == 1
     for index, (atoms, line_runs) in enumerate(zip(atom_lines, runs, strict=True)):
         for first, last in line_runs:
@@ -331,13 +351,17 @@ def layout_of(values: FloatArray, open_set: bool = False) -> Layout:
     return layout
 
 
-def _runs(atoms: list[Atom], span: int) -> list[tuple[int, int]]:
-    """Runs [first, last) of consecutive atoms that touch at most ``span`` marks (a mark's pieces count once)."""
+def _runs(atoms: list[Atom], span: int, group: list[int]) -> list[tuple[int, int]]:
+    """Runs [first, last) of consecutive atoms that touch at most ``span`` groups of marks.
+
+    A mark's pieces count once, and so do marks that nearly touch (``group``): a fine pen's
+    digit in four pieces is still a candidate.
+    """
     runs = []
     for first in range(len(atoms)):
         marks: set[int] = set()
         for last in range(first + 1, min(len(atoms), first + MAX_RUN_ATOMS) + 1):
-            marks.add(atoms[last - 1].mark)
+            marks.add(group[atoms[last - 1].mark])
             if len(marks) > span:
                 break
             runs.append((first, last))
