@@ -27,6 +27,8 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from training import calibrate
+
 log = logging.getLogger(__name__)
 
 #: Training images whose activations give each unfolded batch normalisation its statistics.
@@ -96,18 +98,12 @@ def load_exported_weights(model: keras.Model, path: Path, sample: np.ndarray) ->
     log.info("started from %s (%d convolutions, %d classifier columns)", path, len(convs), columns)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
-    return probabilities
-
-
 def _check_start(model: keras.Model, graph: onnx.GraphProto, path: Path, sample: np.ndarray) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected = np.asarray(session.run([graph.output[0].name], {graph.input[0].name: sample})[0])
     got = np.asarray(model(sample, training=False))
     if model.layers[-1].get_config().get("activation") != "softmax":
-        got = _softmax(got[:, : expected.shape[1]])  # open-set logits: the ten digits' softmax
+        got = calibrate.softmax(got[:, : expected.shape[1]])  # open-set logits: the ten digits' softmax
     if got.shape != expected.shape:
         raise WarmStartError(f"{path.name} gives {expected.shape[1]} outputs; the model gives {got.shape[1]}")
     worst = float(np.max(np.abs(got - expected)))
