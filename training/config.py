@@ -109,3 +109,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def keeps_last_weights(schedule: str | None) -> bool:
+    """Whether training keeps its last weights rather than its best validation checkpoint.
+
+    The "time" schedule's low-rate end is where the best models come from, and the validation
+    loss, dominated by the hardest negatives, picked epoch 7 of 9 in the first full run (99.39%
+    on test digits).
+    """
+    return schedule == "time"

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # Files only: no display on servers and CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.config import keeps_last_weights  # noqa: E402
 from training.data import Split  # noqa: E402
 from training.evaluate import Metrics  # noqa: E402
 
@@ -110,7 +111,7 @@ MEASURED_MARKER = "<!-- Measured by the benchmarks: kept as is when training rew
 
 
 def _kept(training: dict[str, Any]) -> str:
-    if training["schedule"] == "time":
+    if keeps_last_weights(training["schedule"]):
         return "the last weights, at the end of the time schedule's decay"
     return f"best on validation: {training['best_epoch']}"
 

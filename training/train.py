@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from training import calibrate, export, negatives, report, touching, warmstart
 from training import metadata as meta
-from training.config import TrainConfig
+from training.config import TrainConfig, keeps_last_weights
 from training.data import Mnist, Split, load_mnist
 from training.evaluate import Metrics, compute_metrics, to_model_input
 from training.model import NOT_A_DIGIT, build_model, build_serving, random_affine
@@ -216,10 +216,7 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
             verbose=2 if config.extra.get("quiet") else 1,
         )
         seconds = time.perf_counter() - started
-        # The "time" schedule keeps its last weights: its low-rate end is where the best models come
-        # from, and the validation loss, dominated by the hardest negatives, picked epoch 7 of 9 in
-        # the first full run (99.39% on test digits).
-        if checkpoint.exists() and config.schedule != "time":
+        if checkpoint.exists() and not keeps_last_weights(config.schedule):
             model.load_weights(str(checkpoint))
     log.info("trained in %.1f s on %d images per epoch", seconds, len(train_split))
     if config.save_keras:
