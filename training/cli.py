@@ -25,7 +25,6 @@ HELP = {
     "open_set": "train the 'not a digit' class and export digit_score",
     "negatives": "generated negatives for training",
     "validation_negatives": "generated negatives for validation (calibration, threshold)",
-    "touching_pieces": "extra training digits cut out of touching pairs (what /read's cuts leave)",
     "max_training_seconds": "stop training after this many seconds, keeping the best checkpoint (0: never)",
     "init_from": "fine-tune: start from the weights of this exported .onnx model of the same architecture",
     "save_keras": "also save the trained Keras model to this .keras path",

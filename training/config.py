@@ -67,10 +67,6 @@ class TrainConfig:
     #: stopping); the validation ones are drawn with another seed and from validation digits.
     negatives: int = 12_000
     validation_negatives: int = 3_000
-    #: Extra training digits cut out of touching pairs of training digits (training.touching),
-    #: each with a sliver of its neighbour or a bit of its own stroke lost, as /read's cuts leave
-    #: them. 0: none. Only with ``open_set``.
-    touching_pieces: int = 0
     #: Stop training after this many seconds (0: never), keeping the best checkpoint: the
     #: shipped model's training must fit in 30 minutes on a shared 2-core machine.
     #: ``warmup_epochs`` then means a share ``warmup_epochs / epochs`` of this time.

@@ -24,12 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
-from training import touching
 
 Rng = np.random.Generator
 Ink = np.ndarray  # float32 (H, W) in [0, 1], 1 = ink
@@ -441,18 +438,9 @@ def draw_digit_piece(rng: Rng, digits: np.ndarray, labels: np.ndarray) -> Ink:
     return np.asarray(digit)
 
 
-#: Share of the two-digit crops whose inks touch or overlap (training.touching.pair, as /read's
-#: touching marks are); the rest are set by their boxes, often a little apart. With boxes only,
-#: the model read touching pairs as one digit (a `41` as 4 at digit_score 0.84).
-INK_TOUCHING: Final = 0.5
-
-
 def draw_multi_digit(rng: Rng, digits: np.ndarray) -> Ink:
     """Two or three training digits side by side, touching or overlapping a little."""
     count = 2 if rng.random() < 0.8 else 3
-    if count == 2 and rng.random() < INK_TOUCHING:
-        i, j = (int(k) for k in rng.integers(len(digits), size=2))
-        return touching.pair(rng, digits[i], digits[j]).ink
     pieces = []
     for _ in range(count):
         d = digits[int(rng.integers(len(digits)))].astype(np.float32) / 255

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import calibrate, export, negatives, report, touching, warmstart
+from training import calibrate, export, negatives, report, warmstart
 from training import metadata as meta
 from training.config import TrainConfig, keeps_last_weights
 from training.data import Mnist, Split, load_mnist
@@ -119,12 +119,10 @@ class TimeBudget(keras.callbacks.Callback):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class OpenSetData:
-    """Generated negatives for training and validation (label NOT_A_DIGIT), and the touching pieces."""
+    """Generated negatives for training and validation (label NOT_A_DIGIT)."""
 
     train: negatives.Negatives
     validation: negatives.Negatives
-    #: Digits cut out of touching pairs (images, labels): extra training positives.
-    pieces: Split | None = None
 
 
 def make_open_set_data(config: TrainConfig, train_split: Split, validation: Split) -> OpenSetData:
@@ -137,13 +135,6 @@ def make_open_set_data(config: TrainConfig, train_split: Split, validation: Spli
         validation=negatives.generate(
             config.validation_negatives, seed=config.seed + 1, digits=validation.images, labels=validation.labels
         ),
-        pieces=Split(
-            *touching.make_pieces(
-                config.touching_pieces, seed=config.seed + 2, digits=train_split.images, labels=train_split.labels
-            )
-        )
-        if config.touching_pieces
-        else None,
     )
     log.info(
         "generated %d + %d negatives in %.1f s",
@@ -170,11 +161,6 @@ def fit(config: TrainConfig, data: Mnist, open_set: OpenSetData | None) -> tuple
     validation = data.validation
     if open_set is not None:
         train_split = _with_negatives(train_split, open_set.train)
-        if open_set.pieces is not None:
-            train_split = Split(
-                np.concatenate([train_split.images, open_set.pieces.images]),
-                np.concatenate([train_split.labels, open_set.pieces.labels]),
-            )
         validation = _with_negatives(validation, open_set.validation)
     steps_per_epoch = max(1, len(train_split) // config.batch_size)
     model = build_model(config.model, config.dropout, bool(config.open_set))
