@@ -78,10 +78,18 @@ def load_exported_weights(model: keras.Model, path: Path, sample: np.ndarray) ->
         if hwio.shape != tuple(conv.kernel.shape):
             raise WarmStartError(f"{conv.name}: kernel {hwio.shape} does not fit {tuple(conv.kernel.shape)}")
         conv.kernel.assign(hwio)
-        # The layers before this one already reproduce the exported model, so this is conv(x, W').
-        raw = np.asarray(keras.Model(model.inputs, conv.output)(sample, training=False))
-        mean = raw.mean(axis=(0, 1, 2))
-        deviation = np.maximum(raw.std(axis=(0, 1, 2)), 1e-3)
+        # First the exact identity plus the folded bias (at inference), so every layer reproduces
+        # the exported model and one pass gives every convolution's conv(x, W').
+        norm.gamma.assign(np.ones_like(folded_bias))
+        norm.beta.assign(folded_bias)
+        norm.moving_mean.assign(np.zeros_like(folded_bias))
+        norm.moving_variance.assign(np.full_like(folded_bias, 1 - norm.epsilon))
+    raws = keras.Model(model.inputs, [conv.output for conv in conv_layers])(sample, training=False)
+    for (_, folded_bias), norm, raw in zip(convs, norm_layers, raws, strict=True):
+        # The same function at inference, now with the activations' own statistics.
+        values = np.asarray(raw)
+        mean = values.mean(axis=(0, 1, 2))
+        deviation = np.maximum(values.std(axis=(0, 1, 2)), 1e-3)
         norm.gamma.assign(deviation)
         norm.beta.assign(mean + folded_bias)
         norm.moving_mean.assign(mean)
