@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from service import errors
-from tests.conftest import encode
+from tests.conftest import DATA, encode
 
 HEIGHT = 64
 
@@ -384,3 +384,15 @@ def test_a_digit_in_many_near_pieces_is_one_digit(client, mnist_sample, label, n
         x += part.shape[1] + 24
     body = post_png(client, 255 - canvas).json()
     assert body["text"] == f"1{label}4", body["text"]
+
+
+@pytest.mark.parametrize("name", ["thin-277", "thin-85", "thin-48"])
+def test_a_fine_pen_s_digit_in_more_than_eight_pieces_is_one_digit(client, name) -> None:  # type: ignore[no-untyped-def]
+    """Numbers of the dev split's fine-pen style (benchmarks/read_numbers.py), saved as sent.
+
+    One digit of each falls in 9-12 pieces; a candidate of at most 8 atoms (main up to 1fa7470)
+    read it in parts: 0277, 83, 43.
+    """
+    data = (DATA / "read" / f"{name}.png").read_bytes()
+    body = client.post("/read", content=data, headers={"content-type": "image/png"}).json()
+    assert body["text"] == name.removeprefix("thin-"), body
