@@ -292,7 +292,7 @@ def open_set_metadata(
             "threshold": threshold,
             "method": (
                 "outlier exposure: an eleventh 'not a digit' class trained on generated negatives "
-                "(training/negatives.py); digit_score = sigmoid(a * (logsumexp(z[:10]) - z[10]) + b), "
+                "(training/negatives/); digit_score = sigmoid(a * (logsumexp(z[:10]) - z[10]) + b), "
                 "Platt-scaled on validation digits and negatives weighted equally"
             ),
             "threshold_rule": (

@@ -7,8 +7,6 @@ import pytest
 
 from training import negatives
 from training.negatives import (
-    DIGIT_LIKE,
-    GLYPHS,
     HELD_OUT_FAMILIES,
     HELD_OUT_KINDS,
     TRAIN_FAMILIES,
@@ -16,6 +14,9 @@ from training.negatives import (
     generate,
     to_mnist_form,
 )
+from training.negatives.framing import stroke_width
+from training.negatives.glyphs import DIGIT_LIKE, GLYPHS
+from training.negatives.marks import draw_digit_piece, draw_multi_digit
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_no_family_is_on_both_sides() -> None:
 
 def test_multi_digit_crops_hold_more_than_one_digit(digits: tuple[np.ndarray, np.ndarray]) -> None:
     images, _ = digits
-    ink = negatives.draw_multi_digit(np.random.default_rng(0), images)
+    ink = draw_multi_digit(np.random.default_rng(0), images)
     # Two or three digits side by side: far wider than tall before framing.
     assert ink.shape[1] > 1.4 * 28
     framed = to_mnist_form(ink)
@@ -88,7 +89,7 @@ def test_multi_digit_crops_hold_more_than_one_digit(digits: tuple[np.ndarray, np
 
 def test_digit_pieces_are_part_of_a_digit(digits: tuple[np.ndarray, np.ndarray]) -> None:
     images, labels = digits
-    piece = negatives.draw_digit_piece(np.random.default_rng(5), images, labels)
+    piece = draw_digit_piece(np.random.default_rng(5), images, labels)
     assert piece.size < 28 * 28 * 0.6
 
 
@@ -97,7 +98,7 @@ def test_stroke_widths_are_brought_into_mnists_band() -> None:
     thin[20:180, 99:101] = 1  # a hairline
     thin[99:101, 20:180] = 1
     framed = to_mnist_form(thin).astype(np.float32) / 255
-    width = negatives._stroke_width(framed > 0.5)
+    width = stroke_width(framed > 0.5)
     assert width > 1.2  # a 2 px line at 200 px would be 0.2 px at 20 px without the correction
 
 
