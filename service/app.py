@@ -133,12 +133,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
-    # Listed directly on the app's router, ahead of the included routers, so that the prediction
-    # routes are the first ones matched (an included router adds its own matching on every request).
-    app.router.routes.extend(prediction_router.routes)
+    # The PredictionRoutes (service/routes.py) are listed directly on the app's router, first (ahead
+    # of /openapi.json too), so that they are the first ones matched, by one string compare each:
+    # an included router adds its own matching on every request.
+    app.router.routes[0:0] = [*prediction_router.routes, *read_router.routes]
     app.include_router(router)
     app.include_router(v2.router)
-    app.include_router(read_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     register_error_form(V2_ERROR_FORM)
