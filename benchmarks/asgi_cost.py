@@ -207,7 +207,8 @@ def main() -> int:
                 print(f"round {round_no + 1} {name}: {results[name][-1]}", file=sys.stderr)
     first = statistics.median(r["cpu_us"] for r in results[variants[0][0]])
     stub = ", batcher stubbed" if args.stub else ""
-    print(f"{args.path} ({args.input}), {args.requests} requests x {args.rounds} rounds, {args.concurrency} in flight{stub}")
+    runs = f"{args.requests} requests x {args.rounds} rounds, {args.concurrency} at once"
+    print(f"{args.path} ({args.input}), {runs}{stub}")
     print("| variant | CPU µs/request (median) | min–max | loop CPU µs | wall µs/request | CPU vs first |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, _, revision in variants:
@@ -216,9 +217,8 @@ def main() -> int:
         wall = statistics.median(r["wall_us"] for r in results[name])
         label = f"{name} at `{revision}`" if revision else name
         median = statistics.median(cpu)
-        print(
-            f"| {label} | {median:.1f} | {min(cpu):.1f}–{max(cpu):.1f} | {loop:.1f} | {wall:.1f} | {median / first:.3f} |"
-        )
+        spread = f"{min(cpu):.1f}–{max(cpu):.1f}"
+        print(f"| {label} | {median:.1f} | {spread} | {loop:.1f} | {wall:.1f} | {median / first:.3f} |")
     return 0
 
 

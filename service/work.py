@@ -41,8 +41,15 @@ def prediction(
     for exact, row, yes in zip(wide.tolist(), wide.round(PROBABILITY_DECIMALS).tolist(), is_digit, strict=True):
         del exact[10]
         digit = exact.index(max(exact))
+        probabilities_row, score = row[:10], row[10]
         out.append(
-            {"digit": digit, "confidence": row[digit], "probabilities": row[:10], "is_digit": yes, "digit_score": row[10]}
+            {
+                "digit": digit,
+                "confidence": row[digit],
+                "probabilities": probabilities_row,
+                "is_digit": yes,
+                "digit_score": score,
+            }
         )
     if inputs is not None:
         for item, image in zip(out, np.round(inputs.astype(np.float64), INPUT_DECIMALS).tolist(), strict=True):
