@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import signal
 import threading
@@ -71,6 +72,18 @@ def v2_status(status: int) -> int:
 V2_ERROR_FORM = ErrorForm("/v2", lambda message: {"error": message}, v2_status, V2Error)
 
 
+#: FastAPI's own OpenTelemetry instrumentation (FastAPI 0.165 and later), switched off: it looked
+#: for configured OpenTelemetry providers on every request, 15-20 µs of the event loop's ~200 µs
+#: per /predict (benchmarks/asgi_cost.py --stub-batcher). The service installs no OpenTelemetry
+#: SDK (only the API that FastAPI depends on), so it never recorded anything; the service's own
+#: metrics and logs are what it reports. Older FastAPI versions have no such option.
+NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model is loaded by the lifespan, not at import."""
     settings = settings or Settings()
@@ -131,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
+        **NO_TELEMETRY,
     )
     app.state.runtime = runtime
     # The PredictionRoutes (service/routes.py) are listed directly on the app's router, first (ahead
