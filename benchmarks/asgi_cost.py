@@ -95,7 +95,8 @@ async def _drive(app: Any, args: argparse.Namespace) -> dict[str, float]:
         share, extra = divmod(total, args.concurrency)
         await asyncio.gather(*(worker(share + (i < extra)) for i in range(args.concurrency)))
 
-    await load(max(args.requests // 10, args.concurrency))  # warm-up: caches, lazy imports, the first batches
+    # Warm-up: caches, lazy imports, the first batches.
+    await load(args.warmup if args.warmup is not None else max(args.requests // 10, args.concurrency))
     if args.stub:
         _stub_batcher(app.state.runtime.batcher)
         await load(args.concurrency)
@@ -162,6 +163,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist-improved-int8.onnx")
     parser.add_argument("--digit-index", type=int, default=0)
     parser.add_argument("--stub-batcher", dest="stub", action="store_true", help="answer jobs at once (see above)")
+    parser.add_argument("--warmup", type=int, help="unmeasured requests first (default: a tenth of --requests)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--body", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--content-type", help=argparse.SUPPRESS)
@@ -198,7 +200,9 @@ def main() -> int:
             f"--requests={args.requests}",
             f"--concurrency={args.concurrency}",
             f"--model={args.model.resolve()}",
-        ] + (["--stub-batcher"] if args.stub else [])
+        ]
+        argv += ["--stub-batcher"] if args.stub else []
+        argv += [f"--warmup={args.warmup}"] if args.warmup is not None else []
         for round_no in range(args.rounds):
             shift = round_no % len(variants)
             for name, _, _ in variants[shift:] + variants[:shift]:
