@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import signal
 import threading
@@ -71,6 +72,18 @@ def v2_status(status: int) -> int:
 V2_ERROR_FORM = ErrorForm("/v2", lambda message: {"error": message}, v2_status, V2Error)
 
 
+#: FastAPI's own OpenTelemetry instrumentation (FastAPI 0.165 and later), switched off: it looked
+#: for configured OpenTelemetry providers on every request, 15-20 µs of the event loop's ~200 µs
+#: per /predict (benchmarks/asgi_cost.py --stub-batcher). The service installs no OpenTelemetry
+#: SDK (only the API that FastAPI depends on), so it never recorded anything; the service's own
+#: metrics and logs are what it reports. Older FastAPI versions have no such option.
+NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model is loaded by the lifespan, not at import."""
     settings = settings or Settings()
@@ -131,14 +144,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
+        **NO_TELEMETRY,
     )
     app.state.runtime = runtime
-    # Listed directly on the app's router, ahead of the included routers, so that the prediction
-    # routes are the first ones matched (an included router adds its own matching on every request).
-    app.router.routes.extend(prediction_router.routes)
+    # The PredictionRoutes (service/routes.py) are listed directly on the app's router, first (ahead
+    # of /openapi.json too), so that they are the first ones matched, by one string compare each:
+    # an included router adds its own matching on every request.
+    app.router.routes[0:0] = [*prediction_router.routes, *read_router.routes]
     app.include_router(router)
     app.include_router(v2.router)
-    app.include_router(read_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_docs(app)
     register_error_form(V2_ERROR_FORM)

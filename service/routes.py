@@ -10,7 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
-from starlette.routing import request_response
+from starlette._utils import get_route_path
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from service import errors
 from service.openapi import batch_spec, error_responses, single_spec
@@ -52,8 +55,11 @@ class PredictionRoute(APIRoute):
     exit stacks on every request; for the prediction routes that cost 13% of /predict's
     throughput (docs/benchmarks.md). Their handlers take only the ``Request`` and ``bool`` query
     flags, so this route reads the flags itself (:func:`query_flags`) and calls the handler as a
-    plain Starlette endpoint. Errors go through the app's exception handlers, as on every route.
-    The app lists these routes ahead of the included routers, so they are matched first.
+    plain ASGI app. It adds no exception wrapper of its own either: an exception goes up to the
+    app's ExceptionMiddleware, which answers it with the same handlers as on every route
+    (``responses.add_error_handlers``), an ``HTTPException`` included. Its path has no
+    parameters, so it is matched by comparing strings, not with a regex. The app lists these
+    routes directly on its router, first (``service/app.py``), never through ``include_router``.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -65,13 +71,28 @@ class PredictionRoute(APIRoute):
             raise TypeError(f"{path}: a PredictionRoute's query parameters must be bool")
         #: Each flag and its default, as the handler's signature declares them.
         self.flags = {p.name: bool(p.field_info.default) for p in params}
+        #: The methods this route answers (the decorator's, e.g. POST); any other gets 405.
+        self.allowed: frozenset[str] = frozenset(self.methods or ())
         handler: Callable[..., Awaitable[Response]] = endpoint
         flags = self.flags
 
-        async def answer(request: Request) -> Response:
-            return await handler(request, **query_flags(request.scope["query_string"], flags))
+        async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await handler(Request(scope, receive, send), **query_flags(scope["query_string"], flags))
+            await response(scope, receive, send)
 
-        self.app = request_response(answer)
+        self.app = answer
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """What ``APIRoute.matches`` answers for a path without parameters, by one string compare."""
+        if scope["type"] != "http" or get_route_path(scope) != self.path:
+            return Match.NONE, {}
+        child_scope = {"endpoint": self.endpoint, "path_params": {}, "route": self}
+        return (Match.FULL if scope["method"] in self.allowed else Match.PARTIAL), child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in self.allowed:
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.allowed))})
+        await self.app(scope, receive, send)
 
 
 #: The prediction routes: the app lists them first (see :class:`PredictionRoute`).
