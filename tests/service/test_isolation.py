@@ -79,15 +79,14 @@ def admitting(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) -> None:
-    costly: list[tuple[int, float]] = []
+    costly: list[tuple[int, float]] = []  # (status, when it was answered)
 
     def send_costly() -> None:
-        started = time.monotonic()
         # 48 drawings of 9 MP (about 3.5 s of decoding: the header checks admit them, unlike the RLE
         # BMP that preprocess now refuses up front), so that it surely outlasts the light requests below.
         body = multipart_body("files", [big_drawing(3000)] * 48)
         status, _, _ = admitting.request("POST", "/predict/batch", body, {"Content-Type": MULTIPART_CONTENT_TYPE}, 120)
-        costly.append((status, time.monotonic() - started))
+        costly.append((status, time.monotonic()))
 
     thread = threading.Thread(target=send_costly)
     thread.start()
@@ -99,13 +98,16 @@ def test_a_costly_request_does_not_hold_up_a_light_one(admitting: LiveServer) ->
         status, _, _ = admitting.request("POST", "/predict", body, {"Content-Type": "image/png"})
         latencies.append(time.monotonic() - started)
         assert status == 200
+    light_done = time.monotonic()
     thread.join(150)
     # The costly request was really being decoded (the BMPs hold one dark pixel: no digit; or,
     # on a loaded machine, its decoder at nice +10 outlasts the 30 s request timeout) and was slow,
     # so the light requests above ran while it was being decoded.
+    # (Whether it outlasted them is measured, not assumed from a duration: a fast machine decodes
+    # the 48 drawings in under 2 s.)
     assert costly and costly[0][0] in (200, 504), costly
-    assert costly[0][1] > 2 * LIGHT_BOUND_S, costly
     assert max(latencies) < LIGHT_BOUND_S, latencies
+    assert costly[0][1] > light_done, "the costly request ended before the light ones: it proved nothing"
 
 
 def test_work_stops_when_the_request_times_out(tmp_path: Path) -> None:
