@@ -84,3 +84,7 @@ def _centre(digit: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top : top + h, left : left + w] = digit
     return np.round(out * 255).astype(np.uint8)
+
+
+#: Generators draw on a square canvas of this side (pen widths in marks.py are in its pixels).
+CANVAS = 96

@@ -15,8 +15,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from training.negatives.framing import Ink, Rng
-from training.negatives.marks import CANVAS
+from training.negatives.framing import CANVAS, Ink, Rng
 
 #: Letters and symbols that look like a digit in someone's handwriting (O/o/Q/D: 0; I/l/i/j/J/|/!
 #: and brackets: 1; Z/z: 2; S/s: 5; b/G: 6; B: 8; g/q: 9), plus the digits themselves. They are

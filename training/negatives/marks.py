@@ -12,10 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.negatives.framing import SIZE, Ink, Rng
-
-#: Generators draw on a square canvas of this side (pen widths below are in its pixels).
-CANVAS = 96
+from training.negatives.framing import CANVAS, SIZE, Ink, Rng
 
 
 def _pen(rng: Rng) -> int:
