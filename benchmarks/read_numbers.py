@@ -47,7 +47,8 @@ from service.errors import ServiceError  # noqa: E402
 from service.inference import Classifier  # noqa: E402
 from service.read.components import label  # noqa: E402
 from service.read.decode import DEFAULT, Weights  # noqa: E402
-from service.read.reader import ReadWork, read  # noqa: E402
+from service.read.pairs import PairModel  # noqa: E402
+from service.read.reader import ReadWork, digits_of, read  # noqa: E402
 from training.data import load_mnist  # noqa: E402
 
 SEEDS = {"dev": 20261201, "report": 20261202}
@@ -264,11 +265,17 @@ class Sample:
     probabilities: np.ndarray | None
     digit_scores: np.ndarray | None  # None for a model without an open-set output
     cpu_ms: float
+    inputs: np.ndarray | None = None
 
 
 @cache
 def classifier(path: Path) -> Classifier:
     return Classifier(path)
+
+
+@cache
+def pair_model(path: Path | None) -> PairModel | None:
+    return PairModel(path) if path is not None else None
 
 
 def split_pool(split: str, total: int) -> np.ndarray:
@@ -280,15 +287,20 @@ def split_pool(split: str, total: int) -> np.ndarray:
 def text_of(sample: Sample, weights: Weights = DEFAULT) -> str | None:
     if sample.work is None or sample.probabilities is None:
         return None  # refused (422): read wrong
-    lines = read(sample.work, sample.probabilities, sample.digit_scores, weights)
-    return "\n".join("".join(str(int(sample.probabilities[k].argmax())) for k in line) for line in lines)
+    assert sample.inputs is not None
+    choices = read(sample.work, sample.probabilities, sample.digit_scores, weights)
+    lines = digits_of(sample.work, choices, sample.probabilities, sample.digit_scores, sample.inputs)
+    return "\n".join("".join(str(int(d.probabilities.argmax())) for d in line) for line in lines)
 
 
-def evaluate(kind: str, style: str, count: int, split: str, model_path: Path, data_dir: str | None) -> list[Sample]:
+def evaluate(
+    kind: str, style: str, count: int, split: str, model_path: Path, data_dir: str | None, pairs: Path | None = None
+) -> list[Sample]:
     """Render ``count`` numbers of one set in one style and read each through /read's pipeline."""
     test = load_mnist(data_dir).test
     pool = split_pool(split, len(test.labels))
     model = classifier(model_path)
+    pair_reader = pair_model(pairs)
     rng = np.random.default_rng([SEEDS[split], SETS.index(kind), list(STYLES).index(style)])
     pen, heights, painter = STYLES[style]
     samples = []
@@ -296,16 +308,17 @@ def evaluate(kind: str, style: str, count: int, split: str, model_path: Path, da
         mask, truth = make_number(kind, pool, test.images, test.labels, rng, pen, int(rng.integers(*heights)))
         data, _ = painter(mask, rng)
         start = time.process_time()  # this process's CPU: the machine is shared
-        work: ReadWork | None = ReadWork(data, MAX_PIXELS, model.open_set)
-        probabilities = scores = None
+        work: ReadWork | None = ReadWork(data, MAX_PIXELS, model.open_set, pair_reader)
+        probabilities = scores = inputs = None
         try:
             assert work is not None
-            probabilities, scores = model.run(work())
+            inputs = work()
+            probabilities, scores = model.run(inputs)
             scores = scores if model.open_set else None  # as /read: 1.0 for every mark, so no effect
             read(work, probabilities, scores)
         except ServiceError:
             work = None
-        samples.append(Sample(truth, work, probabilities, scores, 1000 * (time.process_time() - start)))
+        samples.append(Sample(truth, work, probabilities, scores, 1000 * (time.process_time() - start), inputs))
     return samples
 
 
@@ -313,9 +326,9 @@ def exact(samples: list[Sample], weights: Weights = DEFAULT) -> float:
     return sum(text_of(s, weights) == s.truth for s in samples) / max(1, len(samples))
 
 
-def _evaluate_job(job: tuple[str, str, int, str, Path, str | None]) -> tuple[str, str, float, float]:
-    kind, style, count, split, model_path, data_dir = job
-    samples = evaluate(kind, style, count, split, model_path, data_dir)
+def _evaluate_job(job: tuple[str, str, int, str, Path, str | None, Path | None]) -> tuple[str, str, float, float]:
+    kind, style, count, split, model_path, data_dir, pairs = job
+    samples = evaluate(kind, style, count, split, model_path, data_dir, pairs)
     return kind, style, exact(samples), float(np.mean([s.cpu_ms for s in samples]))
 
 
@@ -355,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: MNIST_DATA_DIR or the cache)")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist-improved-int8.onnx")
+    parser.add_argument(
+        "--pair-model", default=str(ROOT / "models" / "mnist-pairs.onnx"), help="'' for none: cuts only"
+    )
     parser.add_argument("--split", choices=tuple(SEEDS), default="report", help="dev: tune on it; report: report it")
     parser.add_argument("--count", type=int, default=100, help="numbers per set and style (default 100)")
     parser.add_argument("--sets", default=",".join(SETS))
@@ -362,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
+    pairs = Path(args.pair_model) if args.pair_model else None
     jobs = [
-        (kind, style, args.count, args.split, args.model, args.data_dir)
+        (kind, style, args.count, args.split, args.model, args.data_dir, pairs)
         for kind in args.sets.split(",")
         for style in args.styles.split(",")
     ]

@@ -25,6 +25,7 @@ from service.inference import Batcher, Classifier
 from service.middleware import ServiceMiddleware
 from service.openapi import add_docs, document_middleware
 from service.operations import STATIC_DIR, router
+from service.read.pairs import PairModel
 from service.read.routes import router as read_router
 from service.responses import (
     ErrorForm,
@@ -99,6 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             verify_sha256=settings.verify_sha256,
         )
         await asyncio.to_thread(classifier.warm_up, settings.batch_max_size)
+        if settings.pair_model_path is not None:
+            runtime.pair_model = await asyncio.to_thread(
+                PairModel, settings.pair_model_path, verify_sha256=settings.verify_sha256
+            )
         runtime.classifier = classifier
         runtime.batcher = Batcher(
             classifier,

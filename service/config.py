@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The int8 build of the improved model: faster than fp32 at no loss of accuracy (docs/benchmarks.md).
 DEFAULT_MODEL = MODELS_DIR / "mnist-improved-int8.onnx"
+#: The pair model /read uses for touching digits (training/pairs.py).
+DEFAULT_PAIR_MODEL = MODELS_DIR / "mnist-pairs.onnx"
 
 
 class Settings(BaseSettings):
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
         le=1,
         description="is_digit is digit_score >= strictness; unset: the model's own threshold (its metadata's "
         "open_set.threshold). Higher refuses more non-digits, and more poorly written digits.",
+    )
+    pair_model_path: Path | None = Field(
+        DEFAULT_PAIR_MODEL,
+        description="/read's model for two touching digits (training/pairs.py); empty: /read only cuts them.",
     )
     intra_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per worker.")
     inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads per worker.")
@@ -94,10 +100,10 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("strictness", mode="before")
+    @field_validator("strictness", "pair_model_path", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        """``DIGITS_STRICTNESS=`` (as in .env.example) means the model's own threshold."""
+        """``DIGITS_STRICTNESS=`` (as in .env.example) means the model's own threshold; an empty pair model, none."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

@@ -12,6 +12,7 @@ from service import errors, lanes
 from service.config import Settings
 from service.inference import Batcher, Classified, Classifier, Prepare
 from service.logs import AccessLog
+from service.read.pairs import PairModel
 from service.work import ImagesWork
 
 
@@ -21,6 +22,8 @@ class Runtime:
 
     settings: Settings
     classifier: Classifier | None = None
+    #: /read's pair model (None: not configured, so /read only cuts touching digits).
+    pair_model: PairModel | None = None
     batcher: Batcher | None = None
     pool: ThreadPoolExecutor | None = None
     ready: bool = False

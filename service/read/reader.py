@@ -9,9 +9,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import preprocess
-from service.read.decode import DEFAULT, Weights, best_readings
+from service.read.decode import DEFAULT, Choice, Weights, best_readings
 from service.read.ink import FloatArray, Ink, ink_of
-from service.read.segment import Layout, frame_candidates, layout_of
+from service.read.pairs import PairModel, PairReadings, frame_pair, split_column
+from service.read.segment import Layout, candidate_crop, frame_candidates, layout_of
 
 
 @dataclass
@@ -22,8 +23,11 @@ class ReadWork:
     max_pixels: int
     #: The served model has a digit_score output (segment.atoms_of tries more cuts then).
     open_set: bool = False
+    #: Reads marks that may be two touching digits whole (None: cuts only).
+    pair_model: PairModel | None = None
     ink: Ink | None = field(default=None, init=False)
     layout: Layout | None = field(default=None, init=False)
+    pairs: PairReadings = field(default_factory=PairReadings.none, init=False)
 
     def __call__(self) -> FloatArray:
         ink = ink_of(self.data, self.max_pixels)
@@ -32,6 +36,10 @@ class ReadWork:
         # frames the image: a single digit gets /predict's answer.
         whole = preprocess.to_mnist(ink.decoded) if any(c.whole for c in layout.candidates) else None
         self.ink, self.layout = ink, layout
+        if self.pair_model is not None and layout.pairs:
+            images = np.stack([frame_pair(candidate_crop(layout, ink.values, k)) for k in layout.pairs])
+            first, second, scores = self.pair_model.run(images)
+            self.pairs = PairReadings(list(layout.pairs), first, second, scores, images)
         return frame_candidates(layout, ink.values, whole)
 
 
@@ -40,10 +48,51 @@ def read(
     probabilities: NDArray[np.float32],
     digit_scores: NDArray[np.float32] | None,
     weights: Weights = DEFAULT,
-) -> list[list[int]]:
-    """The candidates read, per line."""
+) -> list[list[Choice]]:
+    """The candidates read, per line (each as one digit, or as two by the pair model)."""
     assert work.layout is not None
-    return best_readings(work.layout, probabilities, digit_scores, weights)
+    return best_readings(work.layout, probabilities, digit_scores, weights, work.pairs)
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    """One digit of a reading: its ten probabilities, digit_score, ink-map box and model input."""
+
+    probabilities: NDArray[np.float32]
+    digit_score: float
+    box: tuple[int, int, int, int]
+    image: NDArray[np.float32]  # (28, 28): a pair's digit gets its half of the pair model's input
+
+
+def digits_of(
+    work: ReadWork,
+    lines: list[list[Choice]],
+    probabilities: NDArray[np.float32],
+    digit_scores: NDArray[np.float32] | None,
+    inputs: NDArray[np.float32],
+) -> list[list[DigitReading]]:
+    """The digits of each line read, left to right: a pair reading gives two, split where its ink is least."""
+    assert work.layout is not None and work.ink is not None
+    out = []
+    for line in lines:
+        digits = []
+        for choice in line:
+            k = choice.candidate
+            box = work.layout.candidates[k].box
+            if choice.pair is None:
+                score = 1.0 if digit_scores is None else float(digit_scores[k])
+                digits.append(DigitReading(probabilities[k], score, box, inputs[k]))
+                continue
+            p, pairs = choice.pair, work.pairs
+            top, bottom, left, right = box
+            middle = left + split_column(candidate_crop(work.layout, work.ink.values, k)) - 1
+            middle = min(max(middle, left + 1), right - 1)
+            score = float(pairs.scores[p])
+            image = pairs.images[p]
+            digits.append(DigitReading(pairs.first[p], score, (top, bottom, left, middle), image[:, :28]))
+            digits.append(DigitReading(pairs.second[p], score, (top, bottom, middle, right), image[:, 28:]))
+        out.append(digits)
+    return out
 
 
 def upload_box(ink: Ink, box: tuple[int, int, int, int]) -> dict[str, Any]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service import errors
-from service.config import Settings
 from service.openapi import files_body_spec
-from service.read.reader import ReadWork, read, upload_box
+from service.read.reader import ReadWork, digits_of, read, upload_box
 from service.read.schemas import Reading
 from service.responses import json_response
 from service.routes import ERROR_RESPONSES, PredictionRoute
@@ -23,27 +23,32 @@ router = APIRouter(route_class=PredictionRoute)
 JSON_FORMS = '{"image": "<base64>"}'
 
 
-async def read_work(request: Request, settings: Settings, open_set: bool) -> ReadWork:
+async def read_work(request: Request, runtime: Runtime) -> ReadWork:
     """The image of a ``/read`` request, from whichever input form it uses (as ``/predict`` takes them)."""
-    _, data = await one_image(request, settings, JSON_FORMS, ("image",))
+    _, data = await one_image(request, runtime.settings, JSON_FORMS, ("image",))
     assert isinstance(data, bytes)
-    return ReadWork(data, settings.max_image_pixels, open_set)
+    open_set = runtime.classifier is not None and runtime.classifier.open_set
+    return ReadWork(data, runtime.settings.max_image_pixels, open_set, runtime.pair_model)
 
 
 async def answer_read(runtime: Runtime, request: Request, include_input: bool) -> Response:
-    open_set = runtime.classifier is not None and runtime.classifier.open_set
-    work = await read_work(request, runtime.settings, open_set)
+    work = await read_work(request, runtime)
     if runtime.pool is None or not runtime.ready:
         raise errors.Unavailable(errors.MODEL_NOT_READY)
     # Segmenting a whole image is heavy work: off the batcher thread, so /predict's light
     # requests never queue behind it; then one batched model run through the batcher.
     images = await asyncio.get_running_loop().run_in_executor(runtime.pool, work)
     inputs, probabilities, scores = await runtime.predict(lambda: images)
-    lines = read(work, probabilities, scores)
-    assert work.layout is not None and work.ink is not None and runtime.classifier is not None
-    chosen = [k for line in lines for k in line]
+    lines = digits_of(work, read(work, probabilities, scores), probabilities, scores, inputs)
+    assert work.ink is not None and runtime.classifier is not None
+    chosen = [d for line in lines for d in line]
     formatted = (
-        prediction(probabilities[chosen], scores[chosen], runtime.strictness, inputs[chosen] if include_input else None)
+        prediction(
+            np.stack([d.probabilities for d in chosen]),
+            np.array([d.digit_score for d in chosen], np.float32),
+            runtime.strictness,
+            np.stack([d.image for d in chosen]) if include_input else None,
+        )
         if chosen
         else []
     )
@@ -51,13 +56,13 @@ async def answer_read(runtime: Runtime, request: Request, include_input: bool) -
     position = 0
     for index, line in enumerate(lines):
         characters = []
-        for k in line:
+        for reading in line:
             item = formatted[position]
             position += 1
             if item["is_digit"]:
                 characters.append(str(item["digit"]))
             item["line"] = index
-            item["box"] = upload_box(work.ink, work.layout.candidates[k].box)
+            item["box"] = upload_box(work.ink, reading.box)
             digits.append(item)
         if characters:
             text.append("".join(characters))

@@ -79,6 +79,13 @@ NEAR_PIECES: Final = 0.06
 #: Most candidates classified for one image (each costs ~0.3 ms to frame and ~0.1 ms to run).
 #: Past this, longer spans are dropped, then shorter ones; 8 digits in a line make about 30.
 MAX_CANDIDATES: Final = 384
+#: A candidate that is all of one mark (or of marks that nearly touch) and at least this wide for
+#: its line's height and for its own height may be two touching digits: the pair model reads it
+#: whole too (:mod:`service.read.pairs`). A narrow `11` is 0.55 as wide as tall.
+PAIR_MIN_WIDTH: Final = 0.45
+PAIR_MIN_ASPECT: Final = 0.45
+#: Most candidates the pair model reads for one image (each costs ~0.5 ms to frame, ~0.3 ms to run).
+MAX_PAIRS: Final = 32
 
 
 @dataclass
@@ -114,6 +121,8 @@ class Layout:
     gaps: dict[tuple[int, int], float] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
     images: FloatArray = field(default_factory=lambda: np.zeros((0, 28, 28), np.float32))
+    #: Candidates that may be two touching digits (indices into ``candidates``), for the pair model.
+    pairs: list[int] = field(default_factory=list)
 
 
 def marks_of(values: FloatArray) -> Components:
@@ -350,7 +359,28 @@ def layout_of(values: FloatArray, open_set: bool = False) -> Layout:
     # Single atoms first, so that whatever a cap leaves out, every line can still be read.
     layout.candidates.sort(key=lambda c: c.last - c.first > 1)
     del layout.candidates[MAX_CANDIDATES:]
+    layout.pairs = _pair_candidates(layout, group)
     return layout
+
+
+def _pair_candidates(layout: Layout, group: list[int]) -> list[int]:
+    """Candidates that hold all of one group of marks and are wide enough to be two digits."""
+    found = []
+    for k, candidate in enumerate(layout.candidates):
+        atoms = layout.lines[candidate.line]
+        groups = {group[a.mark] for a in atoms[candidate.first : candidate.last]}
+        if len(groups) != 1:
+            continue
+        outside = atoms[: candidate.first] + atoms[candidate.last :]
+        if any(group[a.mark] in groups for a in outside):
+            continue
+        top, bottom, left, right = candidate.box
+        width, height = right - left, bottom - top
+        if width >= PAIR_MIN_WIDTH * layout.heights[candidate.line] and width >= PAIR_MIN_ASPECT * height:
+            found.append(k)
+        if len(found) == MAX_PAIRS:
+            break
+    return found
 
 
 def _runs(atoms: list[Atom], span: int, group: list[int]) -> list[tuple[int, int]]:
@@ -415,6 +445,12 @@ def frame_candidates(layout: Layout, values: FloatArray, whole: FloatArray | Non
         if candidate.whole and whole is not None:
             images[k] = whole
             continue
-        atoms = layout.lines[candidate.line][candidate.first : candidate.last]
-        images[k] = frame(crop_of(values, layout.labels, atoms, candidate.box))
+        images[k] = frame(candidate_crop(layout, values, k))
     return images
+
+
+def candidate_crop(layout: Layout, values: FloatArray, k: int) -> FloatArray:
+    """Candidate ``k``'s own ink in its box (as :func:`frame_candidates` crops it)."""
+    candidate = layout.candidates[k]
+    atoms = layout.lines[candidate.line][candidate.first : candidate.last]
+    return crop_of(values, layout.labels, atoms, candidate.box)
