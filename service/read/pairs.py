@@ -76,6 +76,9 @@ class PairModel:
             raise ModelLoadError(f"{path} does not take [N, {HEIGHT}, {WIDTH}, 1] images to {', '.join(OUTPUTS)}")
         self.input_name: str = inputs[0].name
         self.version: str = str(self.metadata.get("version", "unknown"))
+        #: Readings under this pair_score are not offered: chosen on the validation split to refuse 95%
+        #: of what is not two digits (a star, a scribble must not become two digits).
+        self.threshold = float(self.metadata.get("pair_threshold", 0.5))
 
     def run(self, images: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         if not len(images):

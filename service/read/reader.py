@@ -39,7 +39,9 @@ class ReadWork:
         if self.pair_model is not None and layout.pairs:
             images = np.stack([frame_pair(candidate_crop(layout, ink.values, k)) for k in layout.pairs])
             first, second, scores = self.pair_model.run(images)
-            self.pairs = PairReadings(list(layout.pairs), first, second, scores, images)
+            keep = scores >= self.pair_model.threshold
+            chosen = [k for k, yes in zip(layout.pairs, keep.tolist(), strict=True) if yes]
+            self.pairs = PairReadings(chosen, first[keep], second[keep], scores[keep], images[keep])
         return frame_candidates(layout, ink.values, whole)
 
 
