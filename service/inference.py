@@ -70,6 +70,23 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
     return metadata
 
 
+def cpu_session(model_bytes: bytes, model_path: Path, intra_op_threads: int, inter_op_threads: int) -> Any:
+    """An onnxruntime CPU session of ``model_bytes``, sequential, threads not spinning; ModelLoadError if bad."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning threads burn a core between requests; the worker processes need it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelLoadError(f"{model_path} is not a loadable ONNX model: {exc}") from exc
+
+
 class Classifier:
     """One onnxruntime session: a batch of MNIST-form images in, class probabilities out."""
 
@@ -85,19 +102,7 @@ class Classifier:
                 f"sha256 mismatch for {model_path}: the file has {digest}, its metadata says "
                 f"{self.metadata['sha256']}. The model file was changed or corrupted; restore it or retrain."
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning threads burn a core between requests; the worker processes need it.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelLoadError(f"{model_path} is not a loadable ONNX model: {exc}") from exc
+        self.session = cpu_session(model_bytes, model_path, intra_op_threads, inter_op_threads)
         inputs = self.session.get_inputs()
         outputs = {output.name: output for output in self.session.get_outputs()}
         # Old models name their one output otherwise: the ten-class output is the probabilities.

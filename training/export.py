@@ -68,6 +68,12 @@ def rename_io(graph_model: onnx.ModelProto, outputs: list[str] | None = None) ->
         rank = len(value.type.tensor_type.shape.dim)
         if rank != expected_rank[name]:
             raise ValueError(f"output {value.name!r} has rank {rank}; {name!r} must have rank {expected_rank[name]}")
+    name_io(graph_model, outputs)
+
+
+def name_io(graph_model: onnx.ModelProto, outputs: list[str]) -> None:
+    """Rename the one input to ``image`` and the outputs to ``outputs`` (in order); batch dimension ``N``."""
+    graph = graph_model.graph
     renames = {graph.input[0].name: INPUT_NAME}
     renames.update({value.name: name for value, name in zip(graph.output, outputs, strict=True)})
     for node in graph.node:

@@ -308,22 +308,14 @@ def export(model: Any, x: np.ndarray, tolerance: float = 1e-4) -> tuple[bytes, f
     """ONNX bytes of the serving ``model``, named to the contract; raises unless onnxruntime agrees on ``x``."""
     import onnx
 
-    from training.export import BATCH_DIM
+    from training.export import name_io
 
     model.predict(x[:1], verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         model.export(str(raw), format="onnx", opset_version=17, verbose=False)
         graph_model = onnx.load(str(raw))
-    graph = graph_model.graph
-    renames = {graph.input[0].name: INPUT_NAME}
-    renames.update({value.name: name for value, name in zip(graph.output, OUTPUTS, strict=True)})
-    for node in graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-        node.output[:] = [renames.get(n, n) for n in node.output]
-    for value in (graph.input[0], *graph.output):
-        value.name = renames[value.name]
-        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    name_io(graph_model, list(OUTPUTS))
     onnx.checker.check_model(graph_model, full_check=True)
     data = bytes(graph_model.SerializeToString())
     expected = [np.asarray(o) for o in model.predict(x, batch_size=500, verbose=0)]

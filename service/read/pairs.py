@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from service.inference import ModelLoadError
+from service.inference import ModelLoadError, cpu_session
 from service.preprocess.crop import bounds
 from service.preprocess.frame import STROKE_SIDE, normalise_strokes
 from service.read.ink import FloatArray
@@ -61,15 +60,7 @@ class PairModel:
         digest = hashlib.sha256(data).hexdigest()
         if verify_sha256 and digest != self.metadata.get("sha256"):
             raise ModelLoadError(f"sha256 mismatch for {path}: the file has {digest}, its metadata says otherwise")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelLoadError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        self.session = cpu_session(data, path, 1, 1)
         inputs = self.session.get_inputs()
         names = {o.name for o in self.session.get_outputs()}
         if len(inputs) != 1 or list(inputs[0].shape)[1:] != [HEIGHT, WIDTH, 1] or not set(OUTPUTS) <= names:
