@@ -40,11 +40,12 @@ class PairReadings:
     second: NDArray[np.float32]  # (P, 10)
     scores: NDArray[np.float32]  # (P,) pair_score
     images: NDArray[np.float32]  # (P, HEIGHT, WIDTH): what the model saw
+    splits: list[int]  # column of each candidate's crop where its first digit ends (split_column)
 
     @classmethod
     def none(cls) -> PairReadings:
         empty = np.zeros((0, 10), np.float32)
-        return cls([], empty, empty, np.zeros(0, np.float32), np.zeros((0, HEIGHT, WIDTH), np.float32))
+        return cls([], empty, empty, np.zeros(0, np.float32), np.zeros((0, HEIGHT, WIDTH), np.float32), [])
 
 
 class PairModel:

@@ -37,11 +37,19 @@ class ReadWork:
         whole = preprocess.to_mnist(ink.decoded) if any(c.whole for c in layout.candidates) else None
         self.ink, self.layout = ink, layout
         if self.pair_model is not None and layout.pairs:
-            images = np.stack([frame_pair(candidate_crop(layout, ink.values, k)) for k in layout.pairs])
+            crops = [candidate_crop(layout, ink.values, k) for k in layout.pairs]
+            images = np.stack([frame_pair(crop) for crop in crops])
             first, second, scores = self.pair_model.run(images)
             keep = scores >= self.pair_model.threshold
-            chosen = [k for k, yes in zip(layout.pairs, keep.tolist(), strict=True) if yes]
-            self.pairs = PairReadings(chosen, first[keep], second[keep], scores[keep], images[keep])
+            chosen = [n for n, yes in enumerate(keep.tolist()) if yes]
+            self.pairs = PairReadings(
+                [layout.pairs[n] for n in chosen],
+                first[keep],
+                second[keep],
+                scores[keep],
+                images[keep],
+                [split_column(crops[n]) for n in chosen],
+            )
         return frame_candidates(layout, ink.values, whole)
 
 
@@ -87,7 +95,7 @@ def digits_of(
                 continue
             p, pairs = choice.pair, work.pairs
             top, bottom, left, right = box
-            middle = left + split_column(candidate_crop(work.layout, work.ink.values, k)) - 1
+            middle = left + pairs.splits[p] - 1  # the crop starts a pixel left of the box
             middle = min(max(middle, left + 1), right - 1)
             score = float(pairs.scores[p])
             image = pairs.images[p]
