@@ -33,7 +33,7 @@ def build_baseline() -> keras.Model:
     return keras.Model(inputs, outputs, name="baseline")
 
 
-def _conv_bn(x: tf.Tensor, filters: int, kernel: int = 3, strides: int = 1, padding: str = "valid") -> tf.Tensor:
+def conv_bn(x: tf.Tensor, filters: int, kernel: int = 3, strides: int = 1, padding: str = "valid") -> tf.Tensor:
     # The convolution has no bias: batch normalisation's beta does its job.
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
     x = layers.BatchNormalization()(x)
@@ -52,15 +52,15 @@ def build_improved(dropout: float = 0.25, open_set: bool = False) -> keras.Model
     class costs 129 multiply-adds per image, nothing beside the convolutions.
     """
     inputs = keras.Input(INPUT_SHAPE, name="image")
-    x = _conv_bn(inputs, 24)  # 26x26
-    x = _conv_bn(x, 32)  # 24x24
+    x = conv_bn(inputs, 24)  # 26x26
+    x = conv_bn(x, 32)  # 24x24
     x = layers.MaxPooling2D(2)(x)  # 12x12
     x = layers.Dropout(dropout / 2)(x)
-    x = _conv_bn(x, 64)  # 10x10
-    x = _conv_bn(x, 64)  # 8x8
+    x = conv_bn(x, 64)  # 10x10
+    x = conv_bn(x, 64)  # 8x8
     x = layers.MaxPooling2D(2)(x)  # 4x4
     x = layers.Dropout(dropout / 2)(x)
-    x = _conv_bn(x, 128, padding="same")  # 4x4
+    x = conv_bn(x, 128, padding="same")  # 4x4
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     if open_set:

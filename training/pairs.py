@@ -221,10 +221,7 @@ def build(dropout: float = 0.25) -> Any:
     import keras
     from keras import layers
 
-    def conv_bn(x: Any, filters: int, padding: str = "valid") -> Any:
-        x = layers.Conv2D(filters, 3, padding=padding, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU()(x)
+    from training.model import conv_bn
 
     inputs = keras.Input((HEIGHT, WIDTH, 1), name=INPUT_NAME)
     x = conv_bn(inputs, 24)  # 26x54

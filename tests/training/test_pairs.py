@@ -81,3 +81,18 @@ def test_scores_count_a_pair_right_only_when_both_digits_and_the_pair_are() -> N
     second = np.eye(10)[[2, 5, 0, 0]]  # the second pair's second digit is wrong
     result = pairs.score([first, second, np.array([0.9, 0.9, 0.2, 0.7])], y, threshold=0.5)
     assert result.pairs_exact == 0.5 and result.pairs_accepted == 1.0 and result.non_pairs_refused == 0.5
+
+
+def test_the_service_frames_pairs_into_the_box_and_input_training_used() -> None:
+    """service.read.pairs keeps its own copy of the framing sizes (it never imports training)."""
+    from service.read import pairs as served
+
+    assert (served.HEIGHT, served.WIDTH) == (pairs.HEIGHT, pairs.WIDTH)
+    assert (served.BOX_HEIGHT, served.BOX_WIDTH) == (pairs.BOX_HEIGHT, pairs.BOX_WIDTH)
+    assert served.OUTPUTS == pairs.OUTPUTS
+    ink = np.zeros((40, 90), np.float32)
+    ink[5:35, 10:80] = 1.0
+    framed = served.frame_pair(ink)
+    ys, xs = np.nonzero(framed > 0.05)
+    assert framed.shape == (pairs.HEIGHT, pairs.WIDTH)
+    assert ys.max() - ys.min() + 1 <= pairs.BOX_HEIGHT + 1 and xs.max() - xs.min() + 1 <= pairs.BOX_WIDTH + 1
