@@ -32,6 +32,8 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image, ImageFilter
 
+from training import report
+
 log = logging.getLogger(__name__)
 Rng = np.random.Generator
 
@@ -398,6 +400,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    report.write_model_card(out.parent)
     return metadata
 
 

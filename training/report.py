@@ -150,11 +150,43 @@ def _open_set(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pair_section(meta: dict[str, Any]) -> list[str]:
+    """The pair model's section (``python -m training.pairs``): its own metadata record."""
+    training, data = meta["training"], meta["data"]
+    shapes = ", ".join(f"`{name}` [{', '.join(map(str, shape))}]" for name, shape in meta["outputs"].items())
+    kinds = ", ".join(f"{kind} {share:.0%}" for kind, share in data["kinds"].items())
+    lines = [
+        f"## `{meta['file'].removesuffix('.onnx')}`",
+        "",
+        "Reads a mark that may be two touching digits whole, for `POST /read` (docs/read.md):",
+        "`first` and `second` are each digit's ten probabilities, `pair_score` is P(the mark is",
+        "exactly two whole digits). Trained on compositions of MNIST training digits; validated and",
+        "tested on compositions of the validation and test digits.",
+        "",
+        f"- version {meta['version']}, sha256 `{meta['sha256'][:16]}…`",
+        f"- input `{meta['input']['name']}` [{', '.join(map(str, meta['input']['shape']))}] float32, outputs {shapes}",
+        f"- {data['training_samples']:,} training samples ({kinds}), seed {data['seed']}",
+        f"- {training['epochs_run']} epochs, {training['steps']} steps, batch {training['batch_size']}, "
+        f"learning rate {training['learning_rate']}, trained in {training['seconds'] / 60:.1f} min on "
+        f"{training['cpu']}, {training['cpus']} CPU cores",
+        f"- parity with Keras: max abs diff {meta['metrics']['onnx_max_abs_diff']:.2g}",
+        f"- `pair_score` threshold {meta['pair_threshold']:.4g}, chosen on validation",
+        "",
+        "| split | pairs read exactly | pairs accepted | non-pairs refused |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for split in ("validation", "test"):
+        m = meta["metrics"][split]
+        lines.append(f"| {split} | {m['pairs_exact']:.2%} | {m['pairs_accepted']:.2%} | {m['non_pairs_refused']:.2%} |")
+    return [*lines, ""]
+
+
 def write_model_card(output_dir: Path) -> Path:
     """MODEL_CARD.md from every model's metadata in ``output_dir``, improved first."""
-    metas = [json.loads(p.read_text()) for p in sorted(output_dir.glob("*.json"))]
-    metas = [m for m in metas if "metrics" in m and "sha256" in m]
+    every = [json.loads(p.read_text()) for p in sorted(output_dir.glob("*.json"))]
+    metas = [m for m in every if "accuracy" in m.get("metrics", {}).get("test", {}) and "sha256" in m]
     metas.sort(key=lambda m: m["metrics"]["test"]["accuracy"], reverse=True)
+    pair_models = [m for m in every if "pair_threshold" in m]
     lines = [
         "# Model card: MNIST digit classifiers",
         "",
@@ -214,6 +246,8 @@ def write_model_card(output_dir: Path) -> Path:
                     f"![reliability diagram]({name}-reliability.png)",
                     "",
                 ]
+    for meta in pair_models:
+        lines += _pair_section(meta)
     path = output_dir / "MODEL_CARD.md"
     kept = ""
     if path.exists() and MEASURED_MARKER in path.read_text():
