@@ -23,7 +23,6 @@ import base64
 import csv
 import io
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -38,8 +37,8 @@ if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__
 
 from benchmarks.common import git_commit, machine, update_section  # noqa: E402
 from harness import HOST, ROOT, Server, free_port, install_cleanup, spawn, started, terminate  # noqa: E402
+from harness.perf_analyzer import INSTALLED_PATHS, find_perf_analyzer, perf_analyzer_env  # noqa: E402
 
-DEFAULT_PERF_ANALYZER = Path("/work/tools/pa/bin/perf_analyzer")
 MODEL = "mnist-improved"
 BYTES_MODEL = "mnist-improved-bytes"
 #: Files in the bytes model's input data: perf_analyzer sends them in turn.
@@ -65,15 +64,6 @@ CASES = (
     Case(MODEL, 64, "1", "zero"),
     Case(BYTES_MODEL, 1, "1", "pngs"),
 )
-
-
-def cuda_runtime_dir(perf_analyzer: Path) -> Path | None:
-    """The nvidia-cuda-runtime-cu12 wheel's lib directory in perf_analyzer's venv: libcudart.so.12."""
-    for candidate in sorted(
-        perf_analyzer.resolve().parent.parent.glob("lib/python3*/site-packages/nvidia/cuda_runtime/lib")
-    ):
-        return candidate
-    return None
 
 
 def png_data(path: Path) -> None:
@@ -175,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--perf-analyzer",
         type=Path,
-        default=Path(os.environ.get("PERF_ANALYZER", DEFAULT_PERF_ANALYZER)),
-        help=f"the perf_analyzer binary (default $PERF_ANALYZER or {DEFAULT_PERF_ANALYZER})",
+        default=find_perf_analyzer(),
+        help="the perf_analyzer binary (default: $PERF_ANALYZER, else "
+        + ", else ".join(str(p) for p in INSTALLED_PATHS)
+        + ", else the one on PATH)",
     )
     parser.add_argument("--protocols", nargs="+", default=["http", "grpc"], choices=["http", "grpc"])
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
@@ -187,12 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         "--service-dir", type=Path, default=ROOT, help="the checkout whose `python -m service` runs (default: this one)"
     )
     args = parser.parse_args(argv)
-    if not args.perf_analyzer.is_file():
-        sys.exit(f"perf_analyzer not found at {args.perf_analyzer}: install it as docs/perf-analyzer.md says")
-    env = dict(os.environ)
-    cuda = cuda_runtime_dir(args.perf_analyzer)
-    if cuda is not None:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cuda), env.get("LD_LIBRARY_PATH")]))
+    if args.perf_analyzer is None or not args.perf_analyzer.is_file():
+        sys.exit(f"perf_analyzer not found ({args.perf_analyzer}): install it as docs/perf-analyzer.md says")
+    env = perf_analyzer_env(args.perf_analyzer)
     install_cleanup()
     http_port, grpc_port = free_port(), free_port()
     server_argv = [sys.executable, "-m", "service", "--port", str(http_port), "--workers", str(args.workers)]
