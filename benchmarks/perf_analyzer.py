@@ -4,9 +4,10 @@ perf_analyzer reads the model's metadata and configuration, fills its inputs, an
 throughput and latency with the server's own statistics beside them, as it would against Triton.
 This runs it on:
 
-- the tensor model (FP32 ``image``) with perf_analyzer's generated data (``--input-data zero``:
-  its random FP32 data is random bytes, mostly NaN and out of range, which the service refuses),
-  at batch 1 and 64;
+- the tensor model (FP32 ``image``) with perf_analyzer's generated data, at batch 1 and 64.
+  ``--input-data zero`` (blank images): its default, random bytes read as FP32 (mostly NaN and
+  out of range), is answered too, clipped into 0-1 (tests/service/v2/test_perf_analyzer.py runs
+  it), but each request then pays for the clipping and the table would measure that;
 - the bytes model (BYTES ``image_bytes``) with real PNG files (``--input-data`` JSON).
 
 Install perf_analyzer as docs/perf-analyzer.md says (the tritonclient 2.41.0 wheel carries a
@@ -14,6 +15,9 @@ binary that runs on Debian 12), then:
 
     python benchmarks/perf_analyzer.py
     python benchmarks/perf_analyzer.py --perf-analyzer /work/tools/pa/bin/perf_analyzer --markdown docs/benchmarks.md
+
+The binary is found as the tests find it (``harness.perf_analyzer``): ``--perf-analyzer``, else
+``PERF_ANALYZER``, else .ci/run's ``.tools/pa``, the documented ``/work/tools/pa``, or ``PATH``.
 """
 
 from __future__ import annotations
@@ -204,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(output)
                 results.append((protocol, case, rows, output))
-                commands.append(shlex.join(command).replace(str(data_file), "pngs.json").replace(tmp + "/", ""))
+                # As one types it: the binary by name (wherever it is installed), the data file by its own.
+                shown = ["perf_analyzer", *command[1:]]
+                commands.append(shlex.join(shown).replace(str(data_file), "pngs.json").replace(tmp + "/", ""))
     markdown = "\n".join(
         [
             f"Command: `python benchmarks/perf_analyzer.py {shlex.join(argv if argv is not None else sys.argv[1:])}`. "
