@@ -4,9 +4,10 @@ perf_analyzer reads the model's metadata and configuration, fills its inputs, an
 throughput and latency with the server's own statistics beside them, as it would against Triton.
 This runs it on:
 
-- the tensor model (FP32 ``image``) with perf_analyzer's generated data (``--input-data zero``:
-  its random FP32 data is random bytes, mostly NaN and out of range, which the service refuses),
-  at batch 1 and 64;
+- the tensor model (FP32 ``image``) with perf_analyzer's generated data, at batch 1 and 64.
+  ``--input-data zero`` (blank images): its default, random bytes read as FP32 (mostly NaN and
+  out of range), is answered too, clipped into 0-1 (tests/service/v2/test_perf_analyzer.py runs
+  it), but each request then pays for the clipping and the table would measure that;
 - the bytes model (BYTES ``image_bytes``) with real PNG files (``--input-data`` JSON).
 
 Install perf_analyzer as docs/perf-analyzer.md says (the tritonclient 2.41.0 wheel carries a
@@ -14,6 +15,9 @@ binary that runs on Debian 12), then:
 
     python benchmarks/perf_analyzer.py
     python benchmarks/perf_analyzer.py --perf-analyzer /work/tools/pa/bin/perf_analyzer --markdown docs/benchmarks.md
+
+The binary is found as the tests find it (``harness.perf_analyzer``): ``--perf-analyzer``, else
+``PERF_ANALYZER``, else .ci/run's ``.tools/pa``, the documented ``/work/tools/pa``, or ``PATH``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import base64
 import csv
 import io
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -38,8 +41,8 @@ if not __package__:  # run as `python benchmarks/<script>.py`: see benchmarks/__
 
 from benchmarks.common import git_commit, machine, update_section  # noqa: E402
 from harness import HOST, ROOT, Server, free_port, install_cleanup, spawn, started, terminate  # noqa: E402
+from harness.perf_analyzer import INSTALLED_PATHS, find_perf_analyzer, perf_analyzer_env  # noqa: E402
 
-DEFAULT_PERF_ANALYZER = Path("/work/tools/pa/bin/perf_analyzer")
 MODEL = "mnist-improved"
 BYTES_MODEL = "mnist-improved-bytes"
 #: Files in the bytes model's input data: perf_analyzer sends them in turn.
@@ -65,15 +68,6 @@ CASES = (
     Case(MODEL, 64, "1", "zero"),
     Case(BYTES_MODEL, 1, "1", "pngs"),
 )
-
-
-def cuda_runtime_dir(perf_analyzer: Path) -> Path | None:
-    """The nvidia-cuda-runtime-cu12 wheel's lib directory in perf_analyzer's venv: libcudart.so.12."""
-    for candidate in sorted(
-        perf_analyzer.resolve().parent.parent.glob("lib/python3*/site-packages/nvidia/cuda_runtime/lib")
-    ):
-        return candidate
-    return None
 
 
 def png_data(path: Path) -> None:
@@ -175,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--perf-analyzer",
         type=Path,
-        default=Path(os.environ.get("PERF_ANALYZER", DEFAULT_PERF_ANALYZER)),
-        help=f"the perf_analyzer binary (default $PERF_ANALYZER or {DEFAULT_PERF_ANALYZER})",
+        default=find_perf_analyzer(),
+        help="the perf_analyzer binary (default: $PERF_ANALYZER, else "
+        + ", else ".join(str(p) for p in INSTALLED_PATHS)
+        + ", else the one on PATH)",
     )
     parser.add_argument("--protocols", nargs="+", default=["http", "grpc"], choices=["http", "grpc"])
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
@@ -187,12 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "--service-dir", type=Path, default=ROOT, help="the checkout whose `python -m service` runs (default: this one)"
     )
     args = parser.parse_args(argv)
-    if not args.perf_analyzer.is_file():
-        sys.exit(f"perf_analyzer not found at {args.perf_analyzer}: install it as docs/perf-analyzer.md says")
-    env = dict(os.environ)
-    cuda = cuda_runtime_dir(args.perf_analyzer)
-    if cuda is not None:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cuda), env.get("LD_LIBRARY_PATH")]))
+    if args.perf_analyzer is None or not args.perf_analyzer.is_file():
+        sys.exit(f"perf_analyzer not found ({args.perf_analyzer}): install it as docs/perf-analyzer.md says")
+    env = perf_analyzer_env(args.perf_analyzer)
     install_cleanup()
     http_port, grpc_port = free_port(), free_port()
     server_argv = [sys.executable, "-m", "service", "--port", str(http_port), "--workers", str(args.workers)]
@@ -215,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(output)
                 results.append((protocol, case, rows, output))
-                commands.append(shlex.join(command).replace(str(data_file), "pngs.json").replace(tmp + "/", ""))
+                # As one types it: the binary by name (wherever it is installed), the data file by its own.
+                shown = ["perf_analyzer", *command[1:]]
+                commands.append(shlex.join(shown).replace(str(data_file), "pngs.json").replace(tmp + "/", ""))
     markdown = "\n".join(
         [
             f"Command: `python benchmarks/perf_analyzer.py {shlex.join(argv if argv is not None else sys.argv[1:])}`. "

@@ -18,12 +18,14 @@ import pytest
 import tritonclient.http as tritonclient
 
 from service.v2 import spec
-from tests.service.live_server import LiveServer
+from tests.service.live_server import LiveServer, free_port
 
 
 class Server:
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(self, port: int, grpc_port: int, log: Path) -> None:
         self.port = port
+        #: KServe v2 over gRPC, served by the same workers (perf_analyzer's ``-i grpc``).
+        self.grpc_port = grpc_port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         self.http = httpx.Client(base_url=self.url, timeout=60)
@@ -47,12 +49,17 @@ class Server:
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``python -m service`` on a free port, one worker, the default model (DIGITS_MODEL_PATH overrides)."""
+    """``python -m service`` on free HTTP and gRPC ports, one worker, the default model (or DIGITS_MODEL_PATH)."""
     log = tmp_path_factory.mktemp("v2") / "service.log"
-    live = LiveServer(log, ["--workers", "1"], {"DIGITS_HOST": "127.0.0.1", "DIGITS_LOG_LEVEL": "warning"})
+    grpc_port = free_port()
+    live = LiveServer(
+        log,
+        ["--workers", "1", "--grpc-port", str(grpc_port)],
+        {"DIGITS_HOST": "127.0.0.1", "DIGITS_LOG_LEVEL": "warning"},
+    )
     try:
         live.start()
-        running = Server(live.port, log)
+        running = Server(live.port, grpc_port, log)
         yield running
         running.http.close()
     finally:

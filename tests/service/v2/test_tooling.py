@@ -134,6 +134,7 @@ def test_aio_client(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray])
             tensor = tritonclient.InferInput("image", [8, 28, 28, 1], "FP32")
             tensor.set_data_from_numpy((images[:8].astype(np.float32) / 255).reshape(-1, 28, 28, 1))
             return (
+                await client.get_model_metadata(server.model),
                 await client.get_model_config(server.model),
                 await client.get_inference_statistics(server.model),
                 await client.get_model_repository_index(),
@@ -142,7 +143,8 @@ def test_aio_client(server: Server, mnist_sample: tuple[np.ndarray, np.ndarray])
         finally:
             await client.close()
 
-    config, statistics, index, result = asyncio.run(calls())
+    metadata, config, statistics, index, result = asyncio.run(calls())
+    assert metadata["versions"] == [server.v2_version] and [t["name"] for t in metadata["inputs"]] == ["image"]
     assert config["name"] == server.model and config["input"][0]["name"] == "image"
     assert statistics["model_stats"][0]["name"] == server.model
     assert server.model in {entry["name"] for entry in index}
