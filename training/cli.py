@@ -20,7 +20,6 @@ HELP = {
     "augment": "random affine augmentation",
     "shift": "fraction of the image size",
     "zoom": "fraction of the image size",
-    "pen": "share of training images redrawn as an even pen draws them (with --augment)",
     "patience": "early-stopping patience, epochs",
     "early_stopping_start": "first epoch early stopping may stop at",
     "open_set": "train the 'not a digit' class and export digit_score",

@@ -55,9 +55,6 @@ class TrainConfig:
     rotation_deg: float = 10.0
     shift: float = 0.1
     zoom: float = 0.1
-    #: Share of training images (digits and negatives alike) redrawn as an even pen draws them
-    #: (model.random_pen), when augmenting: canvas and pen uploads have even strokes, MNIST does not.
-    pen: float = 0.0
     #: Early stopping: epochs without a better validation loss before training stops, counted
     #: from ``early_stopping_start`` on. While the learning rate is still high the validation
     #: loss is noisy; the schedule's low-rate final epochs are where the best models come from.

@@ -134,28 +134,3 @@ def random_affine(
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
-
-
-#: The pen redrawing's blur: a 3x3 Gaussian of sigma 0.6 px (soft edges, as a resized crisp stroke).
-_PEN_BLUR = [math.exp(-(dy * dy + dx * dx) / (2 * 0.6**2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-
-
-def random_pen(images: tf.Tensor, *, share: float, seed: tf.Tensor) -> tf.Tensor:
-    """Redraw a random ``share`` of the images as a pen of even width draws them.
-
-    MNIST's strokes are scanned pencil, soft and uneven; a canvas or a pen gives the model even
-    strokes of one intensity with soft edges. Each chosen image is cut at a random level (0.2-0.6:
-    the level sets the width) and its edges softened by a random share of a small blur. A pixel
-    of growing or thinning is too much at 28x28 (it fills a 9's loop, erases a thin 1). Applied
-    to negatives as to digits, so an even stroke never tells them apart.
-    """
-    batch = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed, 3)
-    chosen = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0]) < share
-    level = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[1], 0.2, 0.6)
-    strokes = tf.cast(images > level, images.dtype)
-    kernel = tf.reshape(tf.constant(_PEN_BLUR, images.dtype) / sum(_PEN_BLUR), [3, 3, 1, 1])
-    blurred = tf.nn.conv2d(strokes, kernel, 1, "SAME")
-    softness = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], 0.3, 1.0)
-    pen = strokes + softness * (blurred - strokes)
-    return tf.where(chosen, pen, images)

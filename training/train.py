@@ -19,7 +19,7 @@ from training import metadata as meta
 from training.config import TrainConfig, keeps_last_weights
 from training.data import Mnist, Split, load_mnist
 from training.evaluate import Metrics, compute_metrics, to_model_input
-from training.model import NOT_A_DIGIT, build_model, build_serving, random_affine, random_pen
+from training.model import NOT_A_DIGIT, build_model, build_serving, random_affine
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ def make_train_dataset(split: Split, config: TrainConfig) -> tf.data.Dataset:
             x, y = batch
             # A fresh, reproducible random stream for every batch: (seed, step).
             stream = tf.stack([tf.constant(seed, tf.int64), step])
-            if config.pen:
-                x = random_pen(x, share=config.pen, seed=tf.stack([tf.constant(seed + 1, tf.int64), step]))
             x = random_affine(x, rotation_deg=config.rotation_deg, shift=config.shift, zoom=config.zoom, seed=stream)
             return x, y
 
