@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.access_log.close()
             runtime.pool.shutdown(wait=False, cancel_futures=True)
             runtime.lanes.close()
+            metrics.flush()  # the requests counted since the last write
 
     app = FastAPI(
         title="Handwritten digit recognition",

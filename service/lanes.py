@@ -12,8 +12,8 @@ WebP of 4898^2 px took 0.3-1.1 s and 400 MB. So every request is planned from it
   deadline. When the request is answered early (request timeout, deadline, client gone) the
   process is killed, so its work stops and its memory returns to the system at once.
 
-``image_cost`` here is a stand-in for the preprocessing's header-only ``preprocess.image_cost``,
-which is being written on another branch: swap it in when both are merged.
+Each header is read once, by ``preprocess.image_cost``: its :class:`~service.preprocess.ImageCost`
+plans the request here, and the batcher's decode takes it as it is (``ImagesWork(costs)``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import io
 import json
 import logging
 import math
 import os
-import struct
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -35,12 +33,12 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
-from PIL import Image
 from starlette.requests import ClientDisconnect
 
 from service import decoder_process, errors, preprocess
 from service.config import Settings
 from service.inference import Classified
+from service.preprocess import ImageCost
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +49,9 @@ LIGHT_BYTES: Final = 64 * 1024
 #: Work of an image beyond its pixels: the Python around each decode (an MNIST PNG: 0.07 ms, the
 #: cost of ~2,500 pixels of a canvas PNG at 28 ns a pixel).
 PER_IMAGE_WORK: Final = 4_000
-#: Decoders that run in Python, by Pillow codec name, and how much more a pixel costs in them than
-#: in C (RLE8 BMP: 0.45 us a pixel, against 0.028 for PNG, measured in the decoder process).
-SLOW_CODECS: Final = {"bmp_rle": 16}
+#: Decoders that run in Python, by ``ImageCost.variant``, and how much more a pixel costs in them
+#: than in C (RLE8 BMP: 0.45 us a pixel, against 0.028 for PNG, measured in the decoder process).
+SLOW_VARIANTS: Final = {"rle": 16}
 #: Baseline JPEGs are decoded at 1/2 to 1/8 scale (``decode_image``'s draft): a 24 MP one took
 #: 10.5 ms, the cost of 375,000 canvas-PNG pixels; /16 keeps a margin of four. Progressive JPEGs keep
 #: every coefficient of the full image in memory, so they cost their full size.
@@ -70,6 +68,10 @@ RETRY_AFTER_S: Final = 2
 RECEIVE: contextvars.ContextVar[Callable[[], Awaitable[Any]] | None] = contextvars.ContextVar("receive", default=None)
 
 
+#: One image's header cost; None when the header is refused (decoding refuses it at once, again).
+Costs = list[ImageCost | None]
+
+
 class Work(Protocol):
     """What :class:`service.routes.ImagesWork` gives the lanes: the images, their limit, the error label."""
 
@@ -77,7 +79,7 @@ class Work(Protocol):
     max_pixels: int
     label: str | None
 
-    def __call__(self) -> np.ndarray: ...
+    def __call__(self, costs: Costs | None = None, /) -> np.ndarray: ...
 
 
 class Submit(Protocol):
@@ -87,64 +89,38 @@ class Submit(Protocol):
 # --- Cost from the header -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageCost:
-    format: str | None  # None: the header is unreadable, and decoding fails at once
-    width: int
-    height: int
-    work: int  # decoding work in pixel-equivalents of a PNG
-
-
-def _header_size(data: bytes) -> tuple[str, int, int] | None:
-    """Width and height of a PNG or WebP, read from fixed offsets (Pillow's WebP open allocates the canvas)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return "PNG", width, height
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP" or len(data) < 30:
+def header_cost(data: bytes) -> ImageCost | None:
+    """The image's cost from its header (``preprocess.image_cost``), or None if the header is refused."""
+    try:
+        return preprocess.image_cost(data)
+    except errors.ServiceError:
         return None
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return "WEBP", 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L" and data[20] == 0x2F:
-        bits = int.from_bytes(data[21:25], "little")
-        return "WEBP", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-        return "WEBP", int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
-    return None
 
 
-def image_cost(data: bytes, max_pixels: int) -> ImageCost:
-    """The decoding work of one image, from its header only (never its pixel data)."""
-    codec, progressive = "", False
-    fast = _header_size(data)
-    if fast is not None:
-        fmt, width, height = fast
-    else:
-        try:
-            image = Image.open(io.BytesIO(data), formats=preprocess.DECODERS)
-        except Exception:  # refused by decode_image at the same step, as quickly
-            return ImageCost(None, 0, 0, PER_IMAGE_WORK)
-        fmt, (width, height) = image.format or "", image.size
-        codec = image.tile[0][0] if image.tile else ""
-        progressive = bool(image.info.get("progressive") or image.info.get("progression"))
-    pixels = width * height
-    if not 0 < pixels <= max_pixels:  # refused (413/422) before any pixel is decoded
-        return ImageCost(fmt, width, height, PER_IMAGE_WORK)
-    if fmt == "JPEG" and not progressive and pixels > 4 * preprocess.WORK_PIXELS:
+def image_work(cost: ImageCost | None, max_pixels: int) -> int:
+    """The decoding work of one image in pixel-equivalents of a PNG, from its header's cost."""
+    pixels = 0 if cost is None else cost.pixels
+    if cost is None or not 0 < pixels <= max_pixels:  # refused (413/422) before any pixel is decoded
+        return PER_IMAGE_WORK
+    if cost.format == "JPEG" and cost.variant != "progressive" and pixels > 4 * preprocess.WORK_PIXELS:
         work = pixels // JPEG_DRAFT_DIVISOR
     else:
-        work = pixels * SLOW_CODECS.get(codec, 1)
-    return ImageCost(fmt, width, height, work + PER_IMAGE_WORK)
+        work = pixels * SLOW_VARIANTS.get(cost.variant, 1)
+    return work + PER_IMAGE_WORK
 
 
-def plan(datas: Sequence[bytes], max_pixels: int) -> list[ImageCost]:
-    return [image_cost(data, max_pixels) for data in datas]
+def plan(datas: Sequence[bytes]) -> Costs:
+    return [header_cost(data) for data in datas]
+
+
+def total_work(costs: Costs, max_pixels: int) -> int:
+    return sum(image_work(cost, max_pixels) for cost in costs)
 
 
 class Reroute(errors.ServiceError):
     """Raised in the batcher thread by a request found costly there: its plan goes back to the loop."""
 
-    def __init__(self, costs: list[ImageCost]) -> None:
+    def __init__(self, costs: Costs) -> None:
         super().__init__("costly request")
         self.costs = costs
 
@@ -157,10 +133,10 @@ class LightOrReroute:
     light_pixels: int
 
     def __call__(self) -> np.ndarray:
-        costs = plan(self.work.datas, self.work.max_pixels)
-        if sum(cost.work for cost in costs) > self.light_pixels:
+        costs = plan(self.work.datas)
+        if total_work(costs, self.work.max_pixels) > self.light_pixels:
             raise Reroute(costs)
-        return self.work()
+        return self.work(costs)  # decoded with the costs just read: no header is parsed twice
 
 
 #: JSON pixel batches of more images than this are converted in a thread, not the batcher's: 256
@@ -275,9 +251,9 @@ class DecoderLane:
         if self.in_flight + work > self.budget:
             raise errors.TooManyRequests(errors.DECODERS_BUSY.format(retry_after=RETRY_AFTER_S), RETRY_AFTER_S)
 
-    async def decode(self, work: Work, costs: list[ImageCost]) -> np.ndarray:
+    async def decode(self, work: Work, costs: Costs) -> np.ndarray:
         """Decode every image of ``work`` in a decoder process, within the deadline."""
-        total = sum(cost.work for cost in costs)
+        total = total_work(costs, work.max_pixels)
         self.admit(total)
         self.in_flight += total
         started = False
@@ -339,11 +315,11 @@ class Lanes:
                 costs = reroute.costs
         else:
             loop = asyncio.get_running_loop()
-            costs = await loop.run_in_executor(planner, plan, work.datas, work.max_pixels)
+            costs = await loop.run_in_executor(planner, plan, work.datas)
         images = await self._decode_while_connected(work, costs)
         return await submit(lambda: images)
 
-    async def _decode_while_connected(self, work: Work, costs: list[ImageCost]) -> np.ndarray:
+    async def _decode_while_connected(self, work: Work, costs: Costs) -> np.ndarray:
         receive = RECEIVE.get()
         if receive is None:
             return await self.decoders.decode(work, costs)

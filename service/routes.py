@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
-from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
@@ -46,6 +45,22 @@ def query_flags(query_string: bytes, defaults: Mapping[str, bool]) -> dict[str, 
             problem = f"{key}: {exc.errors()[0]['msg']}"
             raise errors.InvalidInput(errors.INVALID_REQUEST.format(problems=problem)) from None
     return flags
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path within the app: ``path`` without the ``root_path`` it is mounted under.
+
+    What Starlette's routing matches on (its private ``starlette._utils.get_route_path``, done the
+    same way): the prefix is taken off only when it ends at a path segment, so ``/api`` is taken
+    off ``/api/predict`` but not off ``/apix/predict``, and a path equal to it becomes ``""``.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if len(path) == len(root_path):
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 class PredictionRoute(APIRoute):
@@ -84,7 +99,7 @@ class PredictionRoute(APIRoute):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """What ``APIRoute.matches`` answers for a path without parameters, by one string compare."""
-        if scope["type"] != "http" or get_route_path(scope) != self.path:
+        if scope["type"] != "http" or route_path(scope) != self.path:
             return Match.NONE, {}
         child_scope = {"endpoint": self.endpoint, "path_params": {}, "route": self}
         return (Match.FULL if scope["method"] in self.allowed else Match.PARTIAL), child_scope

@@ -77,11 +77,12 @@ class ImagesWork:
     def heavy(self) -> bool:
         return len(self.datas) > HEAVY_IMAGES or sum(map(len, self.datas)) > HEAVY_BYTES
 
-    def __call__(self) -> np.ndarray:
+    def __call__(self, costs: lanes.Costs | None = None, /) -> np.ndarray:
+        """The images as float32 (N, 28, 28); ``costs``: their headers' costs, when the lanes read them."""
         out = np.empty((len(self.datas), 28, 28), np.float32)
         for i, data in enumerate(self.datas):
             try:
-                out[i] = preprocess.image_to_input(data, self.max_pixels)
+                out[i] = preprocess.image_to_input(data, self.max_pixels, None if costs is None else costs[i])
             except errors.ServiceError as exc:
                 if self.label is not None:
                     exc.detail = f"{self.label.format(i)}: {exc.detail}"

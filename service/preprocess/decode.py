@@ -37,15 +37,17 @@ PNG_TEXT_BYTES: Final = 1024 * 1024
 PngImagePlugin.MAX_TEXT_MEMORY = PNG_TEXT_BYTES
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int, cost: ImageCost | None = None) -> Image.Image:
     """Decode PNG, JPEG, WebP, BMP, GIF or TIFF bytes (first frame), refusing anything risky.
 
     The header is read and its cost checked first (:mod:`service.preprocess.cost`), so an image
-    over any limit is refused before PIL parses it.
+    over any limit is refused before PIL parses it. ``cost`` is that header's ``image_cost``
+    when the caller has read it already (the decoder lanes plan with it), so it is not read twice.
     """
     if not data:
         raise InvalidInput(EMPTY_IMAGE)
-    cost = image_cost(data)
+    if cost is None:
+        cost = image_cost(data)
     check_cost(cost, max_pixels)
     try:
         image = Image.open(io.BytesIO(data), formats=DECODERS)

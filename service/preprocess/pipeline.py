@@ -7,6 +7,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageOps
 
+from service.preprocess.cost import ImageCost
 from service.preprocess.decode import decode_image
 from service.preprocess.form import BOX, CENTRE, SIZE, ByteArray, FloatArray
 from service.preprocess.frame import frame, frame_picture
@@ -29,9 +30,9 @@ MAX_LIT: Final = SIZE * SIZE // 2
 _INDEX: Final = np.arange(SIZE, dtype=np.float64)
 
 
-def image_to_input(data: bytes, max_pixels: int) -> FloatArray:
-    """Image file bytes to one MNIST-form (28, 28) float32 array."""
-    return to_mnist(decode_image(data, max_pixels))
+def image_to_input(data: bytes, max_pixels: int, cost: ImageCost | None = None) -> FloatArray:
+    """Image file bytes to one MNIST-form (28, 28) float32 array (``cost``: its header's, if already read)."""
+    return to_mnist(decode_image(data, max_pixels, cost))
 
 
 def to_mnist(image: Image.Image) -> FloatArray:

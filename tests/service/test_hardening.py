@@ -259,10 +259,10 @@ def slow_preprocessing(monkeypatch: pytest.MonkeyPatch, seconds: float) -> bytes
 
     real = preprocess.image_to_input
 
-    def slow(data: bytes, max_pixels: int) -> Any:
+    def slow(data: bytes, max_pixels: int, cost: preprocess.ImageCost | None = None) -> Any:
         if data.endswith(b"SLOW"):
             time.sleep(seconds)
-        return real(data, max_pixels)
+        return real(data, max_pixels, cost)
 
     monkeypatch.setattr(preprocess, "image_to_input", slow)
     return png() + b"SLOW"
