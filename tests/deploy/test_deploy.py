@@ -1150,3 +1150,23 @@ def test_nginx_balances_over_replicas_and_picks_up_new_ones(serve, stages: list[
             lb.wait()
         dns.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _mib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)\s*([A-Za-z]*)", quantity.strip()).groups()  # type: ignore[union-attr]
+    scale = {"": 2**-20, "k": 2**-10, "m": 1, "g": 1024, "ki": 2**-10, "mi": 1, "gi": 1024}[unit.lower().rstrip("b")]
+    return float(number) * scale
+
+
+def test_each_container_limit_holds_the_memory_bound_docs_cost_states(compose: dict) -> None:  # type: ignore[type-arg]
+    """docs/cost.md's worst case per deployment (measured worker + decoder cap) fits its shipped limit."""
+    table = (ROOT / "docs" / "cost.md").read_text()
+    rows = {
+        kind: float(worst.replace(",", ""))
+        for kind, worst in re.findall(r"^\| (Kubernetes|Compose) .*?= ([\d,]+) MiB \|", table, flags=re.MULTILINE)
+    }
+    assert rows.keys() == {"Kubernetes", "Compose"}
+    assert _mib(compose["services"]["api"]["deploy"]["resources"]["limits"]["memory"]) >= rows["Compose"]
+    manifest = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    (container,) = [c for c in manifest["spec"]["template"]["spec"]["containers"] if c["name"] == "api"]
+    assert _mib(container["resources"]["limits"]["memory"]) >= rows["Kubernetes"]
