@@ -63,7 +63,8 @@ def main() -> None:
         if isinstance(old, str) or isinstance(new, str):
             difference = 0.0 if old == new else float("inf")
             if difference:
-                print(f"{group}: before {old if isinstance(old, str) else 'ok'}, after {new if isinstance(new, str) else 'ok'}")
+                named = [side if isinstance(side, str) else "ok" for side in (old, new)]
+                print(f"{group}: before {named[0]}, after {named[1]}")
         else:
             difference = float(np.abs(old - new).max())
         groups.setdefault(group, []).append(difference)
