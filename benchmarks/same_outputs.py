@@ -18,6 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
+from benchmarks.canvas import canvas_png, centre_lines
 from benchmarks.common import load_test_digits
 from benchmarks.inputs import real_inputs
 from benchmarks.preprocess_cost import load_before
@@ -37,6 +38,10 @@ def uploads(per_style: int) -> Iterator[tuple[str, bytes]]:
     digits = load_test_digits(max(per_style, 1))
     for item in real_inputs(digits.images[0], digits.labels[0]):
         yield f"inputs:{item.kind}", item.data
+    # Transparent canvases big enough to be shrunk (by 2, 3 and 4) before the levels are read.
+    for digit in digits.images[:per_style]:
+        for side in (140, 420, 700, 1000):
+            yield f"transparent canvas {side} px", canvas_png(centre_lines(digit), side, transparent=True)
     rng = np.random.default_rng(20261202)
     for name, style in STYLES.items():
         for digit in digits.images[:per_style]:
