@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
+import os
 import re
 import subprocess
 import sys
@@ -24,19 +26,21 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.inputs import KINDS, full_decode, real_inputs, reduced_decode
+from benchmarks.preprocess_cost import load_before
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PIXELS = 24_000_000
 
 
 def child(kind: str, what: str, calls: int, before: str | None) -> None:
-    """Run one measured call ``calls`` times, after the same set-up and one warm-up call as every child."""
+    """``before``: the directory an old tree was exported to (``service_before``), or None for this tree."""
     from benchmarks.common import load_test_digits
 
     if before is not None:
-        from benchmarks.preprocess_cost import load_before
-
-        module = load_before(before)
+        # The old tree was exported by the parent (no git subprocesses in here: their waiting
+        # would count instructions of its own).
+        sys.path.insert(0, before)
+        module = importlib.import_module("service_before.preprocess")
     else:
         from service import preprocess as module
     digits = load_test_digits(1)
@@ -60,8 +64,11 @@ def instructions(kind: str, what: str, calls: int, before: str | None) -> int:
         out = Path(directory) / "callgrind.out"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
         command += ["benchmarks.instructions", "--child", kind, what, str(calls)]
-        command += ["--before", before] if before else []
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        command += ["--exported", before] if before else []
+        # A fixed hash seed (string hashing, so dict layouts, otherwise differ per process) and
+        # one BLAS thread (idle pool threads spin, and callgrind counts their spinning).
+        environment = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True, env=environment)
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
         assert match is not None, "no totals in callgrind's output"
         return int(match.group(1))
@@ -81,19 +88,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20, help="measured calls per child (default 20)")
     parser.add_argument("--before", help="git ref whose preprocessing to count as well")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "WHAT", "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--exported", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, what, calls = args.child
-        child(kind, what, int(calls), args.before)
+        child(kind, what, int(calls), args.exported)
         return
-    refs = ([args.before] if args.before else []) + [None]
+    refs: list[str | None] = [args.before] if args.before else []
+    refs.append(None)
+    exported = (
+        {args.before: str(Path(str(load_before(args.before).__file__)).parent.parent.parent)} if args.before else {}
+    )
     header = "| kind | decode Minstr |" + "".join(f" {ref or 'tree'}: beyond Minstr | ratio |" for ref in refs)
     print(header)
     print("|---|---:|" + "---:|---:|" * len(refs))
     for kind in args.kinds:
         row = f"| {kind} |"
         for index, ref in enumerate(refs):
-            decode, preprocess = measure(kind, args.calls, ref)
+            decode, preprocess = measure(kind, args.calls, exported.get(ref) if ref else None)
             if index == 0:
                 row += f" {decode / 1e6:.3f} |"
             row += f" {(preprocess - decode) / 1e6:.3f} | {(preprocess - decode) / decode:.2f} |"

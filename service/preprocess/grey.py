@@ -110,14 +110,14 @@ def flatten(image: Image.Image, cut: bool = True) -> Grey:
     side = (min(image.width, SAMPLE_SIDE), min(image.height, SAMPLE_SIDE))
     sampled = image.resize(side, Image.Resampling.NEAREST)
     sample = np.asarray(sampled)
-    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if mode in ("LA", "RGBA") else None
-    opaque = alpha is not None and alpha.min() == 1
-    if opaque:
-        if mode == "LA":
-            return Grey(shrink(image.getchannel(0)))
-        # An opaque canvas: its colour is its RGB, and PIL's RGBA -> L ignores alpha exactly as
-        # RGB -> L would, without the copy to RGB first.
-        alpha = None
+    has_alpha = mode in ("LA", "RGBA")
+    # Opacity in 8 bits first: an opaque canvas (the page's own) never needs alpha as floats.
+    opaque = has_alpha and int(np.minimum.reduce(sample[..., -1], axis=None)) == 255
+    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if has_alpha and not opaque else None
+    if opaque and mode == "LA":
+        return Grey(shrink(image.getchannel(0)))
+    # An opaque RGBA canvas: its colour is its RGB (alpha stays None), and PIL's RGBA -> L
+    # ignores alpha exactly as RGB -> L would, without the copy to RGB first.
     axis = colour_axis(sample, alpha) if mode != "LA" else None
     if axis is not None:
         return Grey(project_on(shrink(image.convert("RGB") if opaque else image), axis))
