@@ -4,8 +4,9 @@ Timings on a shared 2-core machine move by 2x between runs of the same code; ins
 move by well under 1%. For each kind of ``benchmarks.inputs`` and for each of ``decode`` (the
 cheapest decode of the bytes, as ``benchmarks.inputs`` counts it) and ``preprocess`` (the
 service's ``image_to_input``), a child process runs the call ``--calls`` times under callgrind,
-and a third runs it not at all; the difference over the calls is the cost of one. The ratio is
-preprocessing beyond decoding over decoding, the figure the target (<= 0.3) is about:
+which counts only that loop (``--toggle-collect`` on the ``functools.reduce`` that runs it), not
+the imports and set-up. The ratio is preprocessing beyond decoding over decoding, the figure the
+target (<= 0.3) is about:
 
     python -m benchmarks.instructions --kinds canvas transparent
     python -m benchmarks.instructions --before main      # also the preprocessing of a git ref
@@ -16,6 +17,7 @@ Needs ``valgrind`` (``apt-get install valgrind``); each child takes about half a
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib
 import os
@@ -54,15 +56,16 @@ def child(kind: str, what: str, calls: int, before: str | None) -> None:
     # otherwise each collection's cost depends on how much the set-up left, not on the call.
     gc.collect()
     gc.freeze()
-    for _ in range(calls):
-        call()
+    # Only what runs inside functools.reduce is counted (callgrind --toggle-collect): the loop.
+    functools.reduce(lambda _, __: call(), range(calls), None)
 
 
 def instructions(kind: str, what: str, calls: int, before: str | None) -> int:
-    """Instructions callgrind counts for a child process (set-up included)."""
+    """Instructions callgrind counts in a child process's measured loop."""
     with tempfile.TemporaryDirectory() as directory:
         out = Path(directory) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m"]
+        command = ["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce"]
+        command += [f"--callgrind-out-file={out}", sys.executable, "-m"]
         command += ["benchmarks.instructions", "--child", kind, what, str(calls)]
         command += ["--exported", before] if before else []
         # A fixed hash seed (string hashing, so dict layouts, otherwise differ per process) and
@@ -76,9 +79,8 @@ def instructions(kind: str, what: str, calls: int, before: str | None) -> int:
 
 def measure(kind: str, calls: int, before: str | None) -> tuple[float, float]:
     """Instructions per call of decoding and of preprocessing one input of ``kind``."""
-    idle = instructions(kind, "decode", 0, before)
-    decode = (instructions(kind, "decode", calls, before) - idle) / calls
-    preprocess = (instructions(kind, "preprocess", calls, before) - idle) / calls
+    decode = instructions(kind, "decode", calls, before) / calls
+    preprocess = instructions(kind, "preprocess", calls, before) / calls
     return decode, preprocess
 
 

@@ -107,7 +107,9 @@ def digit_picture(image: Image.Image, cut: int = 0, background: int = 0) -> Imag
     light = int(hist[threshold + 1 :].sum())
     if light == 0 or light == pixels:
         raise InvalidInput(NO_DIGIT)
-    factor = max(1, round(math.sqrt(image.width * image.height) / SURVEY_SIDE))
+    # A picture already cut to its drawn part (a transparent canvas) is mostly digit: a survey
+    # would find the region it already is.
+    factor = 1 if cut else max(1, round(math.sqrt(image.width * image.height) / SURVEY_SIDE))
     survey = image.reduce(factor) if factor > 1 else image
     grey: ByteArray = np.asarray(survey)
     inverted = background_is_light(grey, threshold, light / pixels)
