@@ -15,7 +15,6 @@ from PIL import Image
 from service.errors import NO_DIGIT, InvalidInput
 from service.preprocess.crop import bounds
 from service.preprocess.form import BOX, CENTRE, SIZE, BoolArray, FloatArray
-from service.preprocess.resample import resize
 
 #: Strokes are measured and thickened or thinned with the digit at this many pixels on its
 #: longer side: fine enough for one-pixel corrections to be small at the 20 px scale.
@@ -56,14 +55,17 @@ def frame_picture(picture: Image.Image) -> FloatArray:
         picture = picture.reduce(longer // STROKE_SIDE)
     scale = STROKE_SIDE / longer
     middle = (max(1, round(width * scale)), max(1, round(height * scale)))
-    filter_ = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    strokes = normalise_strokes(resize(np.asarray(picture, dtype=np.float32), middle, filter_))
+    if picture.size != middle:
+        filter_ = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+        picture = picture.resize(middle, filter_)
+    strokes = normalise_strokes(np.asarray(picture, dtype=np.float32))
     top, bottom, left, right = bounds(strokes > 0)
     strokes = strokes[top:bottom, left:right]
     height, width = strokes.shape
     longer = max(height, width)
     final = (max(1, round(width * BOX / longer)), max(1, round(height * BOX / longer)))
-    return centre(np.clip(resize(strokes, final), 0, 1))
+    reduced = Image.fromarray(np.ascontiguousarray(strokes)).resize(final, Image.Resampling.BOX)
+    return centre(np.clip(np.asarray(reduced, dtype=np.float32), 0, 1))
 
 
 def normalise_strokes(digit: FloatArray) -> FloatArray:
