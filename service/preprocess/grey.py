@@ -7,6 +7,7 @@ the colour axis with the most contrast is used instead.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -41,6 +42,10 @@ OPAQUE: Final = 0.5
 MOSTLY_OPAQUE: Final = 0.5
 #: Drawn pixels darker than this (0-1) are dark ink, to be put on a light background.
 MID_GREY: Final = 0.5
+#: A transparent image is cut to its drawn part plus this many pixels of background all round ...
+DRAWN_MARGIN: Final = 2
+#: ... and to no less than this many (shrunk) pixels a side: below it, levels skip the lighting fit.
+MIN_DRAWN_SIDE: Final = 16
 
 
 def plain_mode(image: Image.Image) -> Image.Image:
@@ -63,44 +68,97 @@ def plain_mode(image: Image.Image) -> Image.Image:
         raise InvalidInput(UNDECODABLE_IMAGE.format(reason=f"unsupported pixel mode {mode}")) from None
 
 
+def shrink_factor(size: tuple[int, int]) -> int:
+    """The integer factor :func:`shrink` reduces an image of ``size`` by (1: not at all)."""
+    return max(1, math.ceil(math.sqrt(size[0] * size[1] / WORK_PIXELS) - SHRINK_SLACK))
+
+
 def shrink(image: Image.Image) -> Image.Image:
     """Box-average big images down to about WORK_PIXELS, in C, before numpy sees them."""
-    factor = math.ceil(math.sqrt(image.size[0] * image.size[1] / WORK_PIXELS) - SHRINK_SLACK)
+    factor = shrink_factor(image.size)
     # PIL averages LA and RGBA premultiplied, so transparent pixels cannot bleed their hidden colour.
     return image.reduce(factor) if factor >= 2 else image
 
 
-def grey(image: Image.Image) -> Image.Image:
-    """One 8-bit grey channel (mode L, shrunk) with alpha flattened; the ink may be dark or light.
+@dataclass(frozen=True)
+class Grey:
+    """One 8-bit grey channel (mode L, shrunk), and the background pixels cut away from around it."""
 
-    The choices (which colour axis, which background) are made on a sparse sample; the
-    per-pixel work is PIL's, in C, except in the rare case of a colour axis.
+    picture: Image.Image
+    #: How many pixels (at the picture's scale) were cut away, all of them the ``background`` level:
+    #: a transparent image is flattened only where it is drawn on.
+    cut: int = 0
+    background: int = 0
+
+
+def grey(image: Image.Image) -> Image.Image:
+    """One 8-bit grey channel (mode L, shrunk) with alpha flattened; the ink may be dark or light."""
+    return flatten(image, cut=False).picture
+
+
+def flatten(image: Image.Image, cut: bool = True) -> Grey:
+    """:func:`grey`, with a transparent image cut (if ``cut``) to its drawn part plus a margin of background.
+
+    The choices (which colour axis, which background) are made on a sparse sample of the whole
+    image; the per-pixel work is PIL's, in C, except in the rare case of a colour axis.
     """
     mode = image.mode
     if mode == "L":
-        return shrink(image)
+        return Grey(shrink(image))
     if mode in ("I", "F"):
-        return from_floats(stretch(np.asarray(shrink(image), dtype=np.float32)))
+        return Grey(from_floats(stretch(np.asarray(shrink(image), dtype=np.float32))))
     side = (min(image.width, SAMPLE_SIDE), min(image.height, SAMPLE_SIDE))
-    sample = np.asarray(image.resize(side, Image.Resampling.NEAREST))
-    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if mode in ("LA", "RGBA") else None
-    opaque = alpha is not None and alpha.min() == 1
-    if opaque:
-        if mode == "LA":
-            return shrink(image.getchannel(0))
-        # An opaque canvas: its colour is its RGB, and PIL's RGBA -> L ignores alpha exactly as
-        # RGB -> L would, without the copy to RGB first.
-        alpha = None
+    sampled = image.resize(side, Image.Resampling.NEAREST)
+    sample = np.asarray(sampled)
+    has_alpha = mode in ("LA", "RGBA")
+    # Opacity in 8 bits first: an opaque canvas (the page's own) never needs alpha as floats.
+    opaque = has_alpha and int(np.minimum.reduce(sample[..., -1], axis=None)) == 255
+    alpha = sample[..., -1].astype(np.float32) * np.float32(1 / 255) if has_alpha and not opaque else None
+    if opaque and mode == "LA":
+        return Grey(shrink(image.getchannel(0)))
+    # An opaque RGBA canvas: its colour is its RGB (alpha stays None), and PIL's RGBA -> L
+    # ignores alpha exactly as RGB -> L would, without the copy to RGB first.
     axis = colour_axis(sample, alpha) if mode != "LA" else None
     if axis is not None:
-        return project_on(shrink(image.convert("RGB") if opaque else image), axis)
-    luma = image.getchannel(0) if mode == "LA" else image.convert("L")
+        return Grey(project_on(shrink(image.convert("RGB") if opaque else image), axis))
     if alpha is None:
-        return shrink(luma)
-    sample_luma = np.asarray(luma.resize(sample.shape[1::-1], Image.Resampling.NEAREST), dtype=np.float32)
+        return Grey(shrink(image.convert("L")))
+    # Nearest-neighbour sampling picks whole pixels, so the sample's grey is the image's, sampled.
+    sample_luma = np.asarray(sampled.getchannel(0) if mode == "LA" else sampled.convert("L"), dtype=np.float32)
     sample_luma *= np.float32(1 / 255)
     background = round(255 * flat_background(sample_luma, alpha))
-    return shrink(Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A")))
+    factor = shrink_factor(image.size)
+    box = drawn_box(image, factor) if cut else None
+    removed = 0
+    if box is not None:
+        full = math.ceil(image.width / factor) * math.ceil(image.height / factor)
+        image = image.crop(box)
+        removed = full - math.ceil(image.width / factor) * math.ceil(image.height / factor)
+    luma = image.getchannel(0) if mode == "LA" else image.convert("L")
+    flat = Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A"))
+    return Grey(flat.reduce(factor) if factor >= 2 else flat, removed, background)
+
+
+def drawn_box(image: Image.Image, factor: int) -> tuple[int, int, int, int] | None:
+    """The box of an image's drawn (not fully transparent) pixels, widened by a margin of background.
+
+    The margin keeps the border all background, as the uncut picture's usually is (polarity is read
+    from the border), and at least MIN_DRAWN_SIDE px a side; the box is aligned to the shrink
+    ``factor``'s blocks, so the shrunk picture is the same pixels as the uncut one's. None when
+    nothing would be cut.
+    """
+    drawn = image.getbbox()
+    if drawn is None:
+        return None  # nothing drawn: the uncut path says so
+    left, top, right, bottom = drawn
+    grow_x = max(DRAWN_MARGIN, (MIN_DRAWN_SIDE * factor - (right - left) + 1) // 2)
+    grow_y = max(DRAWN_MARGIN, (MIN_DRAWN_SIDE * factor - (bottom - top) + 1) // 2)
+    left, top = max(0, left - grow_x) // factor * factor, max(0, top - grow_y) // factor * factor
+    right = min(image.width, -(-(right + grow_x) // factor) * factor)
+    bottom = min(image.height, -(-(bottom + grow_y) // factor) * factor)
+    if (right - left) * (bottom - top) == image.width * image.height:
+        return None
+    return left, top, right, bottom
 
 
 def project_on(image: Image.Image, axis: FloatArray) -> Image.Image:

@@ -88,15 +88,21 @@ def digit(image: Image.Image) -> FloatArray:
     return np.asarray(digit_picture(image), dtype=np.float32)
 
 
-def digit_picture(image: Image.Image) -> Image.Image:
-    """:func:`digit` as a mode F image, the form :func:`service.preprocess.frame.frame_picture` takes."""
+def digit_picture(image: Image.Image, cut: int = 0, background: int = 0) -> Image.Image:
+    """:func:`digit` as a mode F image, the form :func:`service.preprocess.frame.frame_picture` takes.
+
+    ``cut`` pixels of the ``background`` level were cut away from around ``image`` (see
+    :class:`service.preprocess.grey.Grey`): the levels count them, as if they were still there.
+    """
     hist = np.array(image.histogram())
+    hist[background] += cut
     grey: ByteArray = np.asarray(image)
+    pixels = grey.size + cut
     threshold = otsu(hist)
     light = int(hist[threshold + 1 :].sum())
-    if light == 0 or light == grey.size:
+    if light == 0 or light == pixels:
         raise InvalidInput(NO_DIGIT)
-    inverted = background_is_light(grey, threshold, light / grey.size)
+    inverted = background_is_light(grey, threshold, light / pixels)
     if inverted:
         grey = np.subtract(255, grey, dtype=np.uint8)
         hist = hist[::-1]

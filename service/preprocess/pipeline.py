@@ -11,7 +11,7 @@ from service.preprocess.cost import ImageCost
 from service.preprocess.decode import decode_image
 from service.preprocess.form import BOX, CENTRE, SIZE, ByteArray, FloatArray
 from service.preprocess.frame import frame, frame_picture
-from service.preprocess.grey import grey, plain_mode
+from service.preprocess.grey import flatten, plain_mode
 from service.preprocess.levels import digit_picture, ramp
 
 _EXIF_ORIENTATION: Final = 0x0112
@@ -50,7 +50,8 @@ def to_mnist(image: Image.Image) -> FloatArray:
     fast = mnist_like(image)
     if fast is not None:
         return fast
-    return frame_picture(digit_picture(grey(plain_mode(image))))
+    flat = flatten(plain_mode(image))
+    return frame_picture(digit_picture(flat.picture, flat.cut, flat.background))
 
 
 def upright(image: Image.Image) -> Image.Image:
