@@ -70,6 +70,18 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
     return metadata
 
 
+def verified_bytes(model_path: Path, sha256: object, verify: bool = True) -> tuple[bytes, str]:
+    """The model file's bytes and their sha256, hashed as read, so that what runs is what was verified."""
+    model_bytes = model_path.read_bytes()
+    digest = hashlib.sha256(model_bytes).hexdigest()
+    if verify and digest != sha256:
+        raise ModelLoadError(
+            f"sha256 mismatch for {model_path}: the file has {digest}, its metadata says "
+            f"{sha256}. The model file was changed or corrupted; restore it or retrain."
+        )
+    return model_bytes, digest
+
+
 def cpu_session(model_bytes: bytes, model_path: Path, intra_op_threads: int, inter_op_threads: int) -> Any:
     """An onnxruntime CPU session of ``model_bytes``, sequential, threads not spinning; ModelLoadError if bad."""
     options = ort.SessionOptions()
@@ -94,14 +106,7 @@ class Classifier:
         self, model_path: Path, *, intra_op_threads: int = 1, inter_op_threads: int = 1, verify_sha256: bool = True
     ) -> None:
         self.metadata = load_metadata(model_path)
-        model_bytes = model_path.read_bytes()
-        # Hash the very bytes the session is built from, so what runs is what was verified.
-        digest = hashlib.sha256(model_bytes).hexdigest()
-        if verify_sha256 and digest != self.metadata["sha256"]:
-            raise ModelLoadError(
-                f"sha256 mismatch for {model_path}: the file has {digest}, its metadata says "
-                f"{self.metadata['sha256']}. The model file was changed or corrupted; restore it or retrain."
-            )
+        model_bytes, digest = verified_bytes(model_path, self.metadata["sha256"], verify_sha256)
         self.session = cpu_session(model_bytes, model_path, intra_op_threads, inter_op_threads)
         inputs = self.session.get_inputs()
         outputs = {output.name: output for output in self.session.get_outputs()}

@@ -10,7 +10,6 @@ into MNIST's band (as /predict does), then fitted into 20 x 52 px, centred in 28
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from service.inference import ModelLoadError, cpu_session
+from service.inference import ModelLoadError, cpu_session, verified_bytes
 from service.preprocess.crop import bounds
 from service.preprocess.frame import STROKE_SIDE, normalise_strokes
 from service.read.ink import FloatArray
@@ -54,13 +53,10 @@ class PairModel:
     def __init__(self, path: Path, *, verify_sha256: bool = True) -> None:
         meta_path = path.with_suffix(".json")
         try:
-            data = path.read_bytes()
             self.metadata = json.loads(meta_path.read_text())
+            data, _ = verified_bytes(path, self.metadata.get("sha256"), verify_sha256)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"pair model {path} or its metadata {meta_path} cannot be read: {exc}") from exc
-        digest = hashlib.sha256(data).hexdigest()
-        if verify_sha256 and digest != self.metadata.get("sha256"):
-            raise ModelLoadError(f"sha256 mismatch for {path}: the file has {digest}, its metadata says otherwise")
         self.session = cpu_session(data, path, 1, 1)
         inputs = self.session.get_inputs()
         names = {o.name for o in self.session.get_outputs()}
