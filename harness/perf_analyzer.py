@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 from harness.server import ROOT
@@ -47,9 +46,9 @@ def cuda_runtime_dir(perf_analyzer: Path) -> Path | None:
     return None
 
 
-def perf_analyzer_env(perf_analyzer: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) with the CUDA runtime's directory on ``LD_LIBRARY_PATH``."""
-    env = dict(os.environ if base is None else base)
+def perf_analyzer_env(perf_analyzer: Path) -> dict[str, str]:
+    """This process's environment with the CUDA runtime's directory on ``LD_LIBRARY_PATH``."""
+    env = dict(os.environ)
     cuda = cuda_runtime_dir(perf_analyzer)
     if cuda is not None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cuda), env.get("LD_LIBRARY_PATH")]))

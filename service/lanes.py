@@ -12,8 +12,10 @@ WebP of 4898^2 px took 0.3-1.1 s and 400 MB. So every request is planned from it
   deadline. When the request is answered early (request timeout, deadline, client gone) the
   process is killed, so its work stops and its memory returns to the system at once.
 
-Each header is read once, by ``preprocess.image_cost``: its :class:`~service.preprocess.ImageCost`
-plans the request here, and the batcher's decode takes it as it is (``ImagesWork(costs)``).
+In the worker each header is read once, by ``preprocess.image_cost``: its
+:class:`~service.preprocess.ImageCost` plans the request here, and the batcher's decode takes it as
+it is (``ImagesWork(costs)``). A decoder process reads the header again itself: the cost does not
+cross the process boundary.
 """
 
 from __future__ import annotations

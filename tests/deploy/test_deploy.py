@@ -1167,6 +1167,6 @@ def test_each_container_limit_holds_the_memory_bound_docs_cost_states(compose: d
     }
     assert rows.keys() == {"Kubernetes", "Compose"}
     assert _mib(compose["services"]["api"]["deploy"]["resources"]["limits"]["memory"]) >= rows["Compose"]
-    manifest = yaml.safe_load((K8S / "deployment.yaml").read_text())
+    manifest = load_manifest("deployment.yaml")
     (container,) = [c for c in manifest["spec"]["template"]["spec"]["containers"] if c["name"] == "api"]
     assert _mib(container["resources"]["limits"]["memory"]) >= rows["Kubernetes"]

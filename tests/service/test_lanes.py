@@ -22,8 +22,6 @@ from service.work import ImagesWork
 from tests.service.costly import bmp_rle
 from tests.service.imaging import MAX_PIXELS, encode
 
-LIGHT = Settings().light_pixels  # 1,000,000
-
 
 def marked(size: tuple[int, int], mode: str = "L") -> Image.Image:
     """Black with an upright white bar in the middle: a mark the pipeline reads as ink."""
