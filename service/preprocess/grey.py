@@ -73,9 +73,12 @@ def shrink_factor(size: tuple[int, int]) -> int:
     return max(1, math.ceil(math.sqrt(size[0] * size[1] / WORK_PIXELS) - SHRINK_SLACK))
 
 
-def shrink(image: Image.Image) -> Image.Image:
-    """Box-average big images down to about WORK_PIXELS, in C, before numpy sees them."""
-    factor = shrink_factor(image.size)
+def shrink(image: Image.Image, factor: int | None = None) -> Image.Image:
+    """Box-average big images down to about WORK_PIXELS, in C, before numpy sees them.
+
+    ``factor``: the uncut image's (``shrink_factor`` of its size), for a part cut out of it.
+    """
+    factor = shrink_factor(image.size) if factor is None else factor
     # PIL averages LA and RGBA premultiplied, so transparent pixels cannot bleed their hidden colour.
     return image.reduce(factor) if factor >= 2 else image
 
@@ -136,7 +139,7 @@ def flatten(image: Image.Image, cut: bool = True) -> Grey:
         removed = full - math.ceil(image.width / factor) * math.ceil(image.height / factor)
     luma = image.getchannel(0) if mode == "LA" else image.convert("L")
     flat = Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A"))
-    return Grey(flat.reduce(factor) if factor >= 2 else flat, removed, background)
+    return Grey(shrink(flat, factor), removed, background)
 
 
 def drawn_box(image: Image.Image, factor: int) -> tuple[int, int, int, int] | None:
