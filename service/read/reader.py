@@ -99,8 +99,9 @@ def digits_of(
             middle = min(max(middle, left + 1), right - 1)
             score = float(pairs.scores[p])
             image = pairs.images[p]
-            digits.append(DigitReading(pairs.first[p], score, (top, bottom, left, middle), image[:, :28]))
-            digits.append(DigitReading(pairs.second[p], score, (top, bottom, middle, right), image[:, 28:]))
+            half = image.shape[1] // 2  # the pair model's input is two digits' inputs wide
+            digits.append(DigitReading(pairs.first[p], score, (top, bottom, left, middle), image[:, :half]))
+            digits.append(DigitReading(pairs.second[p], score, (top, bottom, middle, right), image[:, half:]))
         out.append(digits)
     return out
 
