@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,10 +23,9 @@ import grpc.aio
 import numpy as np
 import uvicorn
 
+from benchmarks.bare import Message, Scope, lifespan
 from service.grpc_api.proto import service_pb2
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
 MODEL = "mnist-improved"
 SERVICE = "inference.GRPCInferenceService"
 
@@ -52,9 +51,7 @@ async def http_app(
 ) -> None:
     """Read the body, take the batch size from its JSON header, answer zeros (or ready for a GET)."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     chunks = []
     more = True
