@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import weakref
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Deadline:
@@ -90,3 +94,15 @@ class Deadlines:
                 entries.popleft()
         # As asyncio.timeout: our cancellation is taken back, and only it makes a timeout.
         return entry.expired and entry.task.uncancel() <= entry.cancelling
+
+    async def within(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` under the current task's deadline: TimeoutError if the deadline passes first."""
+        deadline = self.enter()
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            if self.leave(deadline) and isinstance(exc, asyncio.CancelledError):
+                raise TimeoutError from None
+            raise
+        self.leave(deadline)
+        return result

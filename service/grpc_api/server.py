@@ -22,6 +22,7 @@ import grpc.aio
 from google.protobuf import json_format
 
 from service import errors, metrics
+from service.deadlines import Deadlines
 from service.grpc_api import tensors
 from service.grpc_api.proto import model_config_pb2, service_pb2
 from service.inference import Classifier
@@ -68,6 +69,7 @@ class Guard:
         self.keys = [key.encode() for key in settings.api_keys]
         self.per_client = settings.max_concurrent_per_client
         self.timeout = settings.request_timeout_s
+        self.deadlines = Deadlines(self.timeout)
 
     def authorised(self, metadata: dict[str, str]) -> bool:
         given = metadata.get("x-api-key")
@@ -100,8 +102,8 @@ class Guard:
                     self.runtime.admit(client, self.per_client)
                     counted = True
                 try:
-                    async with asyncio.timeout(self.timeout):
-                        return await handler(request, context)
+                    # One timer for every request of the worker, as over HTTP (service/deadlines.py).
+                    return await self.deadlines.within(handler(request, context))
                 except TimeoutError:
                     raise errors.Timeout(errors.REQUEST_TIMEOUT.format(seconds=self.timeout)) from None
             except errors.ServiceError as exc:

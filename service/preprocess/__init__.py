@@ -26,7 +26,7 @@ they live in :mod:`service.pixels` (re-exported here so existing callers keep wo
 from __future__ import annotations
 
 from service.pixels import pixels_to_input
-from service.preprocess.cost import ImageCost, check_cost, estimated_decode_ms, image_cost
+from service.preprocess.cost import ImageCost, check_cost, image_cost
 from service.preprocess.decode import DECODERS, decode_image
 from service.preprocess.form import BOX, CENTRE, SIZE, WORK_PIXELS, ByteArray, FloatArray
 from service.preprocess.frame import MAX_STROKE, MIN_STROKE, STROKE_SIDE
@@ -47,7 +47,6 @@ __all__ = [
     "FloatArray",
     "check_cost",
     "decode_image",
-    "estimated_decode_ms",
     "image_cost",
     "image_to_input",
     "pixels_to_input",

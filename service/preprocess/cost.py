@@ -57,10 +57,6 @@ MAX_DECODED_BYTES: Final = 48 * 1024 * 1024
 JPEG_PROGRESSIVE_PIXELS: Final = 12_600_000
 WEBP_PIXELS: Final = 2048 * 2048
 BMP_RLE_PIXELS: Final = 512 * 512
-#: Decode cost in ms per megapixel (the rates above), for planning work before decoding it.
-MS_PER_MEGAPIXEL: Final = {"JPEG": 14.0, "progressive": 63.0, "BMP": 8.0, "rle": 350.0, "GIF": 46.0}
-MS_PER_MEGAPIXEL_BYTE: Final = 24.0  # PNG and TIFF: about 24 ms per megapixel per byte per pixel
-WEBP_MS_PER_MEGAPIXEL: Final = {"lossy": 83.0, "lossless": 142.0}
 
 #: PIL parses every PNG chunk in Python (20,000 empty chunks cost 0.1-0.3 s). Encoders split the
 #: pixel data into chunks of 8 KB or more, so a PNG within the body limit (16 MiB) has about
@@ -107,17 +103,6 @@ class ImageCost:
     @property
     def decoded_bytes(self) -> int:
         return self.decoded_pixels * self.bytes_per_pixel
-
-    @property
-    def decode_ms(self) -> float:
-        """Estimated decode time on one core of the machine the rates were measured on (see above)."""
-        if self.format in ("PNG", "TIFF"):
-            rate = MS_PER_MEGAPIXEL_BYTE * self.bytes_per_pixel
-        elif self.format == "WEBP":
-            rate = WEBP_MS_PER_MEGAPIXEL.get(self.variant, WEBP_MS_PER_MEGAPIXEL["lossless"])
-        else:
-            rate = MS_PER_MEGAPIXEL.get(self.variant) or MS_PER_MEGAPIXEL[self.format]
-        return rate * self.pixels / 1e6
 
     @property
     def limit(self) -> int:
@@ -169,20 +154,6 @@ def image_cost(data: bytes) -> ImageCost:
     if other is not None:
         raise UnsupportedMediaType(UNSUPPORTED_IMAGE_TYPE.format(content_type=other))
     raise InvalidInput(UNDECODABLE_IMAGE.format(reason="not a recognised image format"))
-
-
-def estimated_decode_ms(datas: list[bytes]) -> float:
-    """Estimated decode time of several images, from their headers: to plan work before doing it.
-
-    Never raises: bytes that are no image we decode cost nothing (decoding refuses them at once).
-    """
-    total = 0.0
-    for data in datas:
-        try:
-            total += image_cost(data).decode_ms
-        except (InvalidInput, PayloadTooLarge, UnsupportedMediaType):
-            pass
-    return total
 
 
 def check_cost(cost: ImageCost, max_pixels: int) -> None:
