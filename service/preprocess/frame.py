@@ -43,7 +43,14 @@ def frame(digit: FloatArray) -> FloatArray:
     On the way the digit passes through STROKE_SIDE px, where its strokes are brought into
     MNIST's range of widths.
     """
-    return frame_picture(Image.fromarray(np.ascontiguousarray(digit, dtype=np.float32)))
+    return frame_picture(float_picture(digit))
+
+
+def float_picture(values: FloatArray) -> Image.Image:
+    """A mode F image on float32 values: ``Image.fromarray`` without its dispatch on the array's type
+    (65,000 against 81,000 instructions a call by callgrind, on the page's canvas)."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return Image.frombuffer("F", (values.shape[1], values.shape[0]), values, "raw", "F", 0, 1)
 
 
 def frame_picture(picture: Image.Image) -> FloatArray:
@@ -64,7 +71,7 @@ def frame_picture(picture: Image.Image) -> FloatArray:
     height, width = strokes.shape
     longer = max(height, width)
     final = (max(1, round(width * BOX / longer)), max(1, round(height * BOX / longer)))
-    reduced = Image.fromarray(np.ascontiguousarray(strokes)).resize(final, Image.Resampling.BOX)
+    reduced = float_picture(strokes).resize(final, Image.Resampling.BOX)
     return centre(np.clip(np.asarray(reduced, dtype=np.float32), 0, 1))
 
 

@@ -138,7 +138,11 @@ def flatten(image: Image.Image, cut: bool = True) -> Grey:
         image = image.crop(box)
         removed = full - math.ceil(image.width / factor) * math.ceil(image.height / factor)
     luma = image.getchannel(0) if mode == "LA" else image.convert("L")
-    flat = Image.composite(luma, Image.new("L", image.size, background), image.getchannel("A"))
+    # The drawn image itself is the paste mask (PIL takes an LA or RGBA mask's alpha): no
+    # getchannel("A") copy and no composite() copy of the background, bit-identical to them on
+    # every (grey, alpha, background) triple.
+    flat = Image.new("L", image.size, background)
+    flat.paste(luma, None, image)
     return Grey(shrink(flat, factor), removed, background)
 
 
