@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from service.preprocess.cost import ImageCost
@@ -27,7 +28,8 @@ SHORTCUT_PEAK: Final = 128
 DARK_BORDER: Final = 0.1
 #: ... and at most half their pixels are lit (more would be a light background, not ink).
 MAX_LIT: Final = SIZE * SIZE // 2
-_INDEX: Final = np.arange(SIZE, dtype=np.float64)
+#: Ones and pixel indices, the two columns whose products with an image are its mass and moments.
+_ONE_INDEX: Final = np.stack((np.ones(SIZE), np.arange(SIZE, dtype=np.float64)), axis=1)
 
 
 def image_to_input(data: bytes, max_pixels: int, cost: ImageCost | None = None) -> FloatArray:
@@ -79,27 +81,36 @@ def mnist_like(image: Image.Image) -> FloatArray | None:
     """
     if image.size != (SIZE, SIZE) or image.mode != "L":
         return None
-    # This runs for most requests: ufuncs called directly (the array methods add a Python
-    # layer each) and plain lists for the 28-element profiles.
-    pixels: ByteArray = np.asarray(image)
-    rows, cols = np.maximum.reduce(pixels, axis=1), np.maximum.reduce(pixels, axis=0)
-    peak = int(np.maximum.reduce(rows))
-    if peak < SHORTCUT_PEAK:
+    # This runs for most requests, so the checks are PIL's C ones where they exist (extrema,
+    # bounding box), and the centre one product: callgrind counted 0.211 M instructions per
+    # MNIST PNG with numpy's profiles and float64 reductions (10 to 20 k each on 28 elements).
+    peak = image.getextrema()[1]
+    if not isinstance(peak, int) or peak < SHORTCUT_PEAK:
         return None
-    filled_rows, filled_cols = rows.nonzero()[0].tolist(), cols.nonzero()[0].tolist()
-    top, bottom = filled_rows[0], filled_rows[-1] + 1
-    left, right = filled_cols[0], filled_cols[-1] + 1
+    box = image.getbbox()
+    assert box is not None  # the peak is lit
+    left, top, right, bottom = box
+    pixels: ByteArray = np.asarray(image)
     # Within a 20 px box, the ink cannot be the background: no polarity check is needed.
     if peak >= FRAMED_PEAK and BOX - 1 <= max(bottom - top, right - left) <= BOX:
-        row_mass = np.add.reduce(pixels, axis=1, dtype=np.float64)
-        mass = float(np.add.reduce(row_mass))
-        row = float(row_mass @ _INDEX) / mass
-        col = float(np.add.reduce(pixels, axis=0, dtype=np.float64) @ _INDEX) / mass
-        if abs(row - CENTRE) < CENTRED and abs(col - CENTRE) < CENTRED:
-            return np.divide(pixels, np.float32(255), dtype=np.float32)
+        levels = pixels.astype(np.float64)
+        if centred(levels):
+            return np.divide(levels, np.float32(255), dtype=np.float32)
+    rows, cols = np.maximum.reduce(pixels, axis=1), np.maximum.reduce(pixels, axis=0)
     border_peak = max(int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1]))
     if border_peak > DARK_BORDER * peak or np.count_nonzero(pixels) > MAX_LIT:
         return None
     # The full path's own background-to-0, core-to-1 table for a noiseless black background.
     ink = ramp(0.0, 0.0, peak / 255)[pixels[top:bottom, left:right]]
     return frame(ink)
+
+
+def centred(levels: NDArray[np.float64]) -> bool:
+    """Whether a 28x28 image's centre of mass is within CENTRED of MNIST's, on each axis.
+
+    One product gives the mass and both first moments (``[1, index]`` on either side): exact,
+    as the sums of 8-bit levels are integers far below float64's 2**53.
+    """
+    moments = _ONE_INDEX.T @ levels @ _ONE_INDEX
+    mass = float(moments[0, 0])
+    return abs(float(moments[1, 0]) / mass - CENTRE) < CENTRED and abs(float(moments[0, 1]) / mass - CENTRE) < CENTRED
