@@ -37,8 +37,12 @@ def http_answer(batch: int) -> tuple[bytes, bytes]:
     header = {
         "model_name": MODEL,
         "outputs": [
-            {"name": "probabilities", "datatype": "FP32", "shape": [batch, 10]}
-            | {"parameters": {"binary_data_size": len(probabilities)}},
+            {
+                "name": "probabilities",
+                "datatype": "FP32",
+                "shape": [batch, 10],
+                "parameters": {"binary_data_size": len(probabilities)},
+            },
             {"name": "digit", "datatype": "INT64", "shape": [batch], "parameters": {"binary_data_size": len(digit)}},
         ],
     }

@@ -29,6 +29,6 @@ def established_to(port: int) -> int:
 
     grpcio listens on a dual-stack IPv6 socket, so its IPv4 connections are listed in tcp6.
     """
-    rows = [row for name in ("tcp", "tcp6") for row in Path("/proc/net", name).read_text().splitlines()[1:]]
     # Columns: sl, local address (hex ip:port), remote address, state (01: established), ...
-    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "01")
+    rows = [row.split() for name in ("tcp", "tcp6") for row in Path("/proc/net", name).read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "01")
